@@ -1,0 +1,29 @@
+"""`flywheel bench ...`: the mock upstream and the benchmarks under benchmarks/."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser("bench", help="benchmarks and the mock upstream")
+    sub = parser.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
+    mock = sub.add_parser("mock-upstream", help="OpenAI-compatible mock server", add_help=False)
+    mock.set_defaults(run=run_mock, accepts_rest=True)
+    overhead = sub.add_parser(
+        "overhead", help="gateway overhead vs direct and vs LiteLLM proxy", add_help=False
+    )
+    overhead.set_defaults(run=run_overhead, accepts_rest=True)
+
+
+def run_mock(args: argparse.Namespace, rest: list[str]) -> int:
+    from benchmarks.mock_upstream import cli_main
+
+    return cli_main(rest)
+
+
+def run_overhead(args: argparse.Namespace, rest: list[str]) -> int:
+    from benchmarks.overhead import main
+
+    return main(rest)

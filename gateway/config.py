@@ -1,0 +1,158 @@
+"""The shape of `flywheel.yaml`: pydantic models, strict about unknown keys.
+
+Phase one of config loading (`config_loader.load_config` reads the file, applies
+`FLYWHEEL_*` overrides and validates it against these models); phase two
+(`catalog.build_catalog`, `auth.KeyIndex.from_config`) turns it into runtime objects.
+Secrets never appear here: only the names of the environment variables holding them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+
+class Strict(BaseModel):
+    """Base for every config section: unknown keys are errors that name the key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = True
+
+
+class ProviderConfig(Strict):
+    kind: Literal["openai", "litellm"]
+    base_url: str | None = None
+    api_key_env: str | None = None
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(60.0, gt=0)
+    max_connections: int = Field(512, ge=1)
+    # Whether the upstream speaks OpenAI's Responses API (else /v1/responses is translated).
+    supports_responses: bool = False
+    # Ask the upstream for a usage chunk on streams the client did not ask it for (the
+    # chunk is removed before the client sees it) so tokens and cost are exact.
+    stream_usage: bool = True
+    # litellm only: the provider prefix litellm routes by ("anthropic", "gemini", ...).
+    litellm_provider: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> ProviderConfig:
+        if self.kind == "openai" and not self.base_url:
+            raise ValueError("a provider of kind 'openai' needs base_url")
+        if self.base_url and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
+        return self
+
+
+class TokenPrices(Strict):
+    """USD per million tokens."""
+
+    input: float = Field(0.0, ge=0)
+    output: float = Field(0.0, ge=0)
+
+
+class RetryConfig(Strict):
+    attempts: int = Field(2, ge=0, le=10, description="retries after the first try")
+    backoff_base_ms: float = Field(50.0, ge=0)
+    backoff_max_ms: float = Field(2000.0, ge=0)
+    # A 429's Retry-After longer than this moves on to the next model instead of waiting.
+    retry_after_max_s: float = Field(5.0, ge=0)
+
+
+class BreakerConfig(Strict):
+    failure_threshold: int = Field(5, ge=1)
+    cooldown_s: float = Field(30.0, gt=0)
+
+
+class ModelConfig(Strict):
+    provider: str
+    model: str = Field(description="the model name the upstream knows")
+    context_window: int | None = Field(None, ge=1)
+    cost_per_mtok: TokenPrices = TokenPrices()
+    fallbacks: list[str] = Field(default_factory=list)
+    tenants: list[str] | None = None
+    timeout_s: float | None = Field(None, gt=0, description="per attempt, whole response")
+    retry: RetryConfig | None = None
+    breaker: BreakerConfig | None = None
+
+
+class LimitsConfig(Strict):
+    requests_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)
+    usd_per_day: float | None = Field(None, gt=0)
+    usd_per_month: float | None = Field(None, gt=0)
+
+
+class KeyConfig(Strict):
+    """One API key with its own name and limits; the key itself by env var or hash."""
+
+    name: str
+    key_env: str | None = None
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    limits: LimitsConfig = LimitsConfig()
+
+    @model_validator(mode="after")
+    def _one_source(self) -> KeyConfig:
+        if (self.key_env is None) == (self.sha256 is None):
+            raise ValueError("a key needs exactly one of key_env or sha256")
+        return self
+
+
+class TenantConfig(Strict):
+    api_keys_env: str | None = Field(None, description="comma-separated keys, hashed at load")
+    api_key_sha256: list[str] = Field(default_factory=list)
+    keys: list[KeyConfig] = Field(default_factory=list)
+    limits: LimitsConfig = LimitsConfig()
+
+
+class AdminConfig(Strict):
+    api_key_env: str | None = None
+    api_key_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+
+
+class RoutingConfig(Strict):
+    retry: RetryConfig = RetryConfig()
+    breaker: BreakerConfig = BreakerConfig()
+    max_chain: int = Field(8, ge=1, le=32, description="models tried per request at most")
+
+
+class FlywheelConfig(Strict):
+    server: ServerConfig = ServerConfig()
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    tenants: dict[str, TenantConfig] = Field(default_factory=dict)
+    admin: AdminConfig = AdminConfig()
+    routing: RoutingConfig = RoutingConfig()
+    store: str | None = None
+
+    @model_validator(mode="after")
+    def _references(self) -> FlywheelConfig:
+        for name, model in self.models.items():
+            if model.provider not in self.providers:
+                known = ", ".join(sorted(self.providers)) or "none"
+                _bad_reference(
+                    ("models", name, "provider"),
+                    f"unknown provider {model.provider!r} (known: {known})",
+                )
+            for fallback in model.fallbacks:
+                if fallback not in self.models:
+                    _bad_reference(("models", name, "fallbacks"), f"unknown model {fallback!r}")
+            for tenant in model.tenants or ():
+                if tenant not in self.tenants:
+                    _bad_reference(("models", name, "tenants"), f"unknown tenant {tenant!r}")
+        return self
+
+
+def _bad_reference(path: tuple[str, ...], problem: str) -> None:
+    """Raise a validation error that carries the offending key's path for the loader."""
+    raise PydanticCustomError("bad_reference", "{problem}", {"problem": problem, "path": path})

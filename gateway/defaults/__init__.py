@@ -1,0 +1,1 @@
+"""Embedded default configuration shipped with the package."""

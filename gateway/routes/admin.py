@@ -1,0 +1,73 @@
+"""The admin API under /admin/, guarded by the admin key (not a tenant key)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.errors import GatewayError, NotFound
+from gateway.http import error_response, json_response
+from gateway.state import AppState
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class AdminRoutes:
+    def __init__(self, state: AppState) -> None:
+        self._state = state
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/admin/status", self._guard(self.status), methods=["GET"]),
+            Route(
+                "/admin/breakers/{model:path}/reset",
+                self._guard(self.reset_breaker),
+                methods=["POST"],
+            ),
+        ]
+
+    def _guard(self, handler: Handler) -> Handler:
+        async def guarded(request: Request) -> Response:
+            try:
+                self._state.keys.authenticate_admin(request.headers.get("authorization"))
+                return await handler(request)
+            except GatewayError as exc:
+                return error_response(exc)
+
+        return guarded
+
+    async def status(self, request: Request) -> Response:
+        state = self._state
+        models = {
+            name: {
+                "provider": route.provider.name,
+                "upstream_model": route.upstream_model,
+                "breaker": route.breaker.state.name.lower(),
+                "consecutive_failures": route.breaker.failures,
+                "retry_in_s": round(route.breaker.retry_in_s(), 3),
+                "chain": list(route.chain),
+            }
+            for name, route in state.catalog.routes.items()
+        }
+        tenants = {
+            name: {
+                "requests_last_minute": usage.requests.total,
+                "tokens_last_minute": usage.tokens.total,
+                "usd_today": round(usage.spend.day_usd, 6),
+                "usd_this_month": round(usage.spend.month_usd, 6),
+            }
+            for name in state.config.tenants
+            for usage in (state.limiter.usage("tenant", name),)
+        }
+        return json_response({"ready": state.ready, "models": models, "tenants": tenants})
+
+    async def reset_breaker(self, request: Request) -> Response:
+        name = request.path_params["model"]
+        route = self._state.catalog.routes.get(name)
+        if route is None:
+            raise NotFound(f"No model named '{name}'", param="model")
+        route.breaker.record_success()
+        return json_response({"model": name, "breaker": route.breaker.state.name.lower()})

@@ -1,0 +1,125 @@
+"""The OpenAI-compatible endpoints: a thin HTTP shell over `InferenceService`.
+
+Each handler authenticates, reads and validates the body, resolves the model chain
+the tenant may use, admits the request against its limits, and hands it on. Every
+refusal is an OpenAI error body with the right status and the request id.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.dispatch import Trace
+from gateway.errors import GatewayError
+from gateway.http import error_response, json_response, parse_json, read_body
+from gateway.logs import log_event
+from gateway.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    ResponsesRequest,
+    Wire,
+    validate,
+)
+from gateway.providers.base import Endpoint
+from gateway.serving.inference import Call
+from gateway.serving.relay import SSEResponse
+from gateway.serving.usage import estimate_tokens
+from gateway.state import AppState
+
+log = logging.getLogger("flywheel.request")
+
+_WIRE: dict[Endpoint, type[Wire]] = {
+    Endpoint.CHAT: ChatCompletionRequest,
+    Endpoint.COMPLETIONS: CompletionRequest,
+    Endpoint.EMBEDDINGS: EmbeddingRequest,
+    Endpoint.RESPONSES: ResponsesRequest,
+}
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
+
+class OpenAIRoutes:
+    def __init__(self, state: AppState) -> None:
+        self._state = state
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/chat/completions", self._handler(Endpoint.CHAT), methods=["POST"]),
+            Route("/v1/completions", self._handler(Endpoint.COMPLETIONS), methods=["POST"]),
+            Route("/v1/embeddings", self._handler(Endpoint.EMBEDDINGS), methods=["POST"]),
+            Route("/v1/responses", self._handler(Endpoint.RESPONSES), methods=["POST"]),
+            Route("/v1/models", self.list_models, methods=["GET"]),
+        ]
+
+    def _handler(self, endpoint: Endpoint) -> Any:
+        async def handle(request: Request) -> Response | SSEResponse:
+            return await self.infer(request, endpoint)
+
+        return handle
+
+    async def infer(self, request: Request, endpoint: Endpoint) -> Response | SSEResponse:
+        state = self._state
+        started = time.perf_counter()
+        request_id = new_request_id()
+        tenant = "-"
+        try:
+            principal = state.keys.authenticate(request.headers.get("authorization"))
+            tenant = principal.tenant
+            raw = await read_body(request, state.config.server.max_body_bytes)
+            body = parse_json(raw)
+            wire = validate(_WIRE[endpoint], body)
+            model: str = wire.model  # type: ignore[attr-defined]
+            chain = state.catalog.resolve(tenant, model)
+            admission = state.limiter.admit(principal, estimate_tokens(raw))
+        except GatewayError as exc:
+            self._rejected(request_id, tenant, endpoint, exc)
+            return error_response(exc, {"x-flywheel-request-id": request_id})
+        call = Call(
+            request_id=request_id,
+            started=started,
+            principal=principal,
+            endpoint=endpoint,
+            model=model,
+            body=body,
+            admission=admission,
+            trace=Trace(request_id),
+        )
+        return await state.inference.serve(call, chain)
+
+    def _rejected(
+        self, request_id: str, tenant: str, endpoint: Endpoint, exc: GatewayError
+    ) -> None:
+        reason = exc.code or type(exc).__name__
+        self._state.metrics.rejected.labels(tenant, reason).inc()
+        log_event(
+            log,
+            "rejected",
+            logging.WARNING,
+            request_id=request_id,
+            tenant=tenant,
+            endpoint=endpoint.value,
+            status=exc.status,
+            reason=reason,
+            error=exc.message,
+        )
+
+    async def list_models(self, request: Request) -> Response:
+        try:
+            principal = self._state.keys.authenticate(request.headers.get("authorization"))
+        except GatewayError as exc:
+            return error_response(exc)
+        data = [
+            {"id": route.name, "object": "model", "created": 0, "owned_by": route.provider.name}
+            for route in self._state.catalog.visible_to(principal.tenant)
+        ]
+        return json_response({"object": "list", "data": data})

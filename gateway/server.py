@@ -1,0 +1,39 @@
+"""Run the gateway under uvicorn (uvloop + httptools)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import uvicorn
+
+from gateway.app import CONFIG_ENV, build_app
+from gateway.config import FlywheelConfig
+from gateway.logs import setup_logging
+from gateway.routes.ops import MULTIPROC_ENV
+from gateway.state import AppState
+
+
+def serve(config: FlywheelConfig, config_path: Path | None) -> None:
+    server = config.server
+    setup_logging(server.log_level)
+    options = {
+        "host": server.host,
+        "port": server.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_level": "warning",
+        "access_log": False,
+        "timeout_keep_alive": 30,
+        "h11_max_incomplete_event_size": 64 * 1024,
+    }
+    if server.workers > 1:
+        # Each worker process builds its own app from the same file via the factory,
+        # and /metrics aggregates every worker's samples from a shared directory.
+        if config_path is not None:
+            os.environ[CONFIG_ENV] = str(config_path.resolve())
+        os.environ.setdefault(MULTIPROC_ENV, tempfile.mkdtemp(prefix="flywheel-metrics-"))
+        uvicorn.run("gateway.app:create_app", factory=True, workers=server.workers, **options)
+    else:
+        uvicorn.run(build_app(AppState.build(config)), **options)

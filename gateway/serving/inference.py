@@ -1,0 +1,213 @@
+"""Serve one validated inference request: dispatch it along its chain, answer the
+client (JSON or a relayed stream), then account for it once: metrics, limits, log.
+
+Bodies pass through untouched except `model`, which becomes the upstream's name for
+the chosen route. The only other change is asking for a usage chunk on streams (when
+the provider allows it), which is removed before the client sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from gateway.auth import Principal
+from gateway.catalog import ModelRoute
+from gateway.dispatch import Dispatcher, Trace
+from gateway.errors import GatewayError
+from gateway.http import JSON, error_response
+from gateway.limits import Admission, Limiter
+from gateway.logs import log_event
+from gateway.metrics import GatewayMetrics
+from gateway.providers.base import CallOptions, Endpoint
+from gateway.responses_api import chat_request_from_responses, response_from_chat
+from gateway.serving.relay import Relay, SSEResponse, StreamEnd, open_relay
+from gateway.serving.transforms import (
+    ChatPassthrough,
+    ResponsesFromChat,
+    ResponsesPassthrough,
+    StreamTransform,
+)
+from gateway.serving.usage import Usage, usage_from
+
+log = logging.getLogger("flywheel.request")
+
+
+@dataclass(slots=True)
+class Call:
+    """One inference request in flight, from admission to its last byte."""
+
+    request_id: str
+    started: float
+    principal: Principal
+    endpoint: Endpoint
+    model: str
+    body: dict[str, Any]
+    admission: Admission
+    trace: Trace
+    ttft_s: float | None = None
+    _chat_body: dict[str, Any] | None = None
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.body.get("stream"))
+
+    def chat_body(self) -> dict[str, Any]:
+        """For /v1/responses on a chat-only provider: the request as Chat Completions."""
+        if self._chat_body is None:
+            self._chat_body = chat_request_from_responses(self.body)
+        return self._chat_body
+
+
+@dataclass(slots=True)
+class Answer:
+    body: bytes
+    usage: Usage
+
+
+class InferenceService:
+    def __init__(self, dispatcher: Dispatcher, limiter: Limiter, metrics: GatewayMetrics) -> None:
+        self._dispatcher = dispatcher
+        self._limiter = limiter
+        self._metrics = metrics
+
+    async def serve(self, call: Call, chain: tuple[ModelRoute, ...]) -> Response | SSEResponse:
+        try:
+            if call.stream:
+                relay = await self._dispatcher.run(chain, self._stream_attempt(call), call.trace)
+            else:
+                answer = await self._dispatcher.run(chain, self._attempt(call), call.trace)
+        except GatewayError as exc:
+            self.finish(call, Usage(), status=exc.status, error=exc)
+            return error_response(exc, self.headers(call))
+        if call.stream:
+            call.ttft_s = time.perf_counter() - call.started
+            self._metrics.ttft.labels(call.principal.tenant, call.model).observe(call.ttft_s)
+            return SSEResponse(relay, self.headers(call), lambda r: self._stream_done(call, r))
+        self.finish(call, answer.usage, status=200)
+        return Response(answer.body, 200, self.headers(call), media_type=JSON)
+
+    def _attempt(self, call: Call) -> Any:
+        async def attempt(route: ModelRoute, options: CallOptions) -> Answer:
+            provider = route.provider
+            if call.endpoint is Endpoint.RESPONSES and not provider.supports_responses:
+                chat = {**call.chat_body(), "model": route.upstream_model}
+                raw = await provider.send(Endpoint.CHAT, chat, options)
+                translated = response_from_chat(orjson.loads(raw), call.body)
+                return Answer(orjson.dumps(translated), usage_from(translated) or Usage())
+            body = {**call.body, "model": route.upstream_model}
+            raw = await provider.send(call.endpoint, body, options)
+            return Answer(raw, _usage_of(raw))
+
+        return attempt
+
+    def _stream_attempt(self, call: Call) -> Any:
+        async def attempt(route: ModelRoute, options: CallOptions) -> Relay:
+            provider = route.provider
+            transform: StreamTransform
+            if call.endpoint is Endpoint.RESPONSES:
+                if provider.supports_responses:
+                    endpoint, body = Endpoint.RESPONSES, dict(call.body)
+                    transform = ResponsesPassthrough()
+                else:
+                    endpoint, body = Endpoint.CHAT, dict(call.chat_body())
+                    transform = ResponsesFromChat(call.body)
+            else:
+                endpoint, body = call.endpoint, dict(call.body)
+                options_in = body.get("stream_options") or {}
+                strip = provider.stream_usage and not options_in.get("include_usage")
+                if strip:
+                    body["stream_options"] = {**options_in, "include_usage": True}
+                transform = ChatPassthrough(strip_usage_chunk=strip)
+            body["model"] = route.upstream_model
+            upstream = await provider.stream(endpoint, body, options)
+            return await open_relay(upstream, transform)
+
+        return attempt
+
+    def headers(self, call: Call) -> dict[str, str]:
+        trace = call.trace
+        elapsed = time.perf_counter() - call.started
+        overhead_ms = max(0.0, (elapsed - trace.upstream_s) * 1000)
+        headers = {
+            "x-flywheel-request-id": call.request_id,
+            "x-flywheel-fallbacks": str(trace.fallbacks),
+            "x-flywheel-attempts": str(trace.attempts),
+            "x-flywheel-overhead-ms": f"{overhead_ms:.3f}",
+        }
+        if trace.route is not None:
+            headers["x-flywheel-route"] = trace.route.name
+        return headers
+
+    def _stream_done(self, call: Call, relay: Relay) -> None:
+        usage = relay.transform.usage
+        status = 200
+        if relay.end is StreamEnd.UPSTREAM_ERROR and relay.error is not None:
+            route = call.trace.route.name if call.trace.route else ""
+            self._metrics.stream_errors.labels(route).inc()
+        elif relay.end is StreamEnd.CLIENT_GONE:
+            self._metrics.client_disconnects.labels(call.endpoint.value).inc()
+            status = 499
+        self.finish(call, usage, status=status, error=relay.error, stream_end=relay.end)
+
+    def finish(
+        self,
+        call: Call,
+        usage: Usage,
+        *,
+        status: int,
+        error: GatewayError | None = None,
+        stream_end: StreamEnd | None = None,
+    ) -> None:
+        """Account for a finished request exactly once."""
+        trace, metrics = call.trace, self._metrics
+        total_s = time.perf_counter() - call.started
+        tenant = call.principal.tenant
+        route = trace.route
+        route_name = route.name if route is not None else ""
+        cost = route.cost_usd(usage.input_tokens, usage.output_tokens) if route else 0.0
+        self._limiter.settle(call.admission, usage.total if route else 0, cost)
+        endpoint = call.endpoint.value
+        metrics.requests.labels(tenant, call.model, route_name, endpoint, str(status)).inc()
+        metrics.latency.labels(tenant, call.model, endpoint).observe(total_s)
+        metrics.overhead.labels(endpoint).observe(max(0.0, total_s - trace.upstream_s))
+        if route is not None:
+            metrics.upstream_latency.labels(route_name).observe(trace.upstream_s)
+            metrics.tokens.labels(tenant, route_name, "input").inc(usage.input_tokens)
+            metrics.tokens.labels(tenant, route_name, "output").inc(usage.output_tokens)
+            metrics.cost.labels(tenant, route_name).inc(cost)
+        log_event(
+            log,
+            "request",
+            request_id=call.request_id,
+            tenant=tenant,
+            key=call.principal.key_id,
+            endpoint=endpoint,
+            model=call.model,
+            route=route_name,
+            stream=call.stream,
+            status=status,
+            stream_end=stream_end.value if stream_end else None,
+            attempts=trace.attempts,
+            fallbacks=trace.fallbacks,
+            errors=trace.errors or None,
+            latency_ms=round(total_s * 1000, 3),
+            ttft_ms=round(call.ttft_s * 1000, 3) if call.ttft_s is not None else None,
+            upstream_ms=round(trace.upstream_s * 1000, 3),
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cost_usd=round(cost, 8),
+            error=error.message if error else None,
+        )
+
+
+def _usage_of(raw: bytes) -> Usage:
+    try:
+        return usage_from(orjson.loads(raw)) or Usage()
+    except orjson.JSONDecodeError:
+        return Usage()

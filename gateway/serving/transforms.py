@@ -1,0 +1,145 @@
+"""Per-route stream transforms: upstream SSE events in, client-facing events out.
+
+`ChatPassthrough` forwards chat/completions chunks byte for byte (dropping only the
+usage chunk the gateway asked for itself); `ResponsesPassthrough` forwards Responses
+API events; `ResponsesFromChat` turns a chat stream into Responses API events for
+providers that do not speak it. Each records the usage it sees.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import orjson
+
+from gateway.errors import UpstreamError
+from gateway.providers.sse import event_data
+from gateway.responses_api import ResponsesStreamTranslator, encode_sse
+from gateway.serving.usage import Usage, usage_from
+
+DONE = b"[DONE]"
+
+
+class StreamTransform(Protocol):
+    usage: Usage
+
+    def feed(self, event: bytes) -> list[bytes]:
+        """Client-facing events for one upstream event (maybe none)."""
+
+    def finish(self) -> list[bytes]:
+        """Events to send once the upstream ended cleanly."""
+
+    def fail(self, error: UpstreamError) -> list[bytes]:
+        """Events telling the client the stream broke after it began."""
+
+
+def upstream_error_in(data: bytes | None) -> str | None:
+    """The message of an error payload sent inside a stream, if this is one."""
+    if not data or b'"error"' not in data:
+        return None
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("message") or error)
+    return None
+
+
+def openai_error_event(error: UpstreamError) -> bytes:
+    body = {
+        "error": {
+            "message": error.message,
+            "type": error.error_type,
+            "param": None,
+            "code": error.code,
+        }
+    }
+    return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+class ChatPassthrough:
+    """chat/completions and completions streams, forwarded as they come."""
+
+    def __init__(self, strip_usage_chunk: bool) -> None:
+        self.usage = Usage()
+        self._strip = strip_usage_chunk
+
+    def feed(self, event: bytes) -> list[bytes]:
+        if b'"usage":{' in event or b'"usage": {' in event:
+            data = event_data(event)
+            payload = orjson.loads(data) if data and data != DONE else None
+            usage = usage_from(payload)
+            if usage is not None:
+                self.usage = usage
+                if self._strip and isinstance(payload, dict) and not payload.get("choices"):
+                    return []
+        return [event]
+
+    def finish(self) -> list[bytes]:
+        return []
+
+    def fail(self, error: UpstreamError) -> list[bytes]:
+        return [openai_error_event(error)]
+
+
+class ResponsesPassthrough:
+    """Responses API events from an upstream that speaks it."""
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+
+    def feed(self, event: bytes) -> list[bytes]:
+        if b"response.completed" in event or b"response.incomplete" in event:
+            data = event_data(event)
+            usage = usage_from(orjson.loads(data)) if data else None
+            if usage is not None:
+                self.usage = usage
+        return [event]
+
+    def finish(self) -> list[bytes]:
+        return []
+
+    def fail(self, error: UpstreamError) -> list[bytes]:
+        return [
+            encode_sse(
+                "error",
+                {
+                    "type": "error",
+                    "code": error.code,
+                    "message": error.message,
+                    "param": None,
+                    "sequence_number": 0,
+                },
+            )
+        ]
+
+
+class ResponsesFromChat:
+    """A chat/completions stream rendered as Responses API events."""
+
+    def __init__(self, request: dict[str, Any]) -> None:
+        self.usage = Usage()
+        self._translator = ResponsesStreamTranslator(request)
+        self._started = False
+
+    def feed(self, event: bytes) -> list[bytes]:
+        data = event_data(event)
+        if data is None or data == DONE:
+            return []
+        chunk = orjson.loads(data)
+        out = [] if self._started else self._translator.start()
+        self._started = True
+        usage = usage_from(chunk)
+        if usage is not None:
+            self.usage = usage
+        out += self._translator.feed(chunk)
+        return [encode_sse(kind, payload) for kind, payload in out]
+
+    def finish(self) -> list[bytes]:
+        return [encode_sse(kind, payload) for kind, payload in self._translator.finish()]
+
+    def fail(self, error: UpstreamError) -> list[bytes]:
+        events = self._translator.fail(error.message, error.code)
+        return [encode_sse(kind, payload) for kind, payload in events]
