@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -18,7 +19,7 @@ from gateway.state import AppState
 def serve(config: FlywheelConfig, config_path: Path | None) -> None:
     server = config.server
     setup_logging(server.log_level)
-    options = {
+    options: dict[str, Any] = {
         "host": server.host,
         "port": server.port,
         "loop": "uvloop",

@@ -20,10 +20,12 @@ def add_parser(commands: Any) -> None:
 def run_mock(args: argparse.Namespace, rest: list[str]) -> int:
     from benchmarks.mock_upstream import cli_main
 
-    return cli_main(rest)
+    status: int = cli_main(rest)
+    return status
 
 
 def run_overhead(args: argparse.Namespace, rest: list[str]) -> int:
     from benchmarks.overhead import main
 
-    return main(rest)
+    status: int = main(rest)
+    return status

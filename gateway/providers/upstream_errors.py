@@ -38,7 +38,8 @@ def upstream_error(
     provider: str, status: int, body: bytes, headers: Mapping[str, str]
 ) -> UpstreamError:
     parsed = _parse(body)
-    detail = parsed.get("error") if isinstance(parsed.get("error"), dict) else {}
+    error = parsed.get("error")
+    detail: dict[str, Any] = error if isinstance(error, dict) else {}
     message = str(detail.get("message") or body[:200].decode("utf-8", "replace") or status)
     code = detail.get("code")
     text = f"{provider} answered {status}: {message}"

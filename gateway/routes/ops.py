@@ -44,5 +44,5 @@ class OpsRoutes:
         registry = self._state.metrics.registry
         if os.environ.get(MULTIPROC_ENV):  # several workers: merge their samples
             registry = CollectorRegistry()
-            MultiProcessCollector(registry)
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return Response(generate_latest(registry), 200, media_type=CONTENT_TYPE_LATEST)

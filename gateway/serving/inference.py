@@ -32,6 +32,7 @@ from gateway.serving.transforms import (
     ResponsesFromChat,
     ResponsesPassthrough,
     StreamTransform,
+    parse_chunk,
 )
 from gateway.serving.usage import Usage, usage_from
 
@@ -98,7 +99,7 @@ class InferenceService:
             if call.endpoint is Endpoint.RESPONSES and not provider.supports_responses:
                 chat = {**call.chat_body(), "model": route.upstream_model}
                 raw = await provider.send(Endpoint.CHAT, chat, options)
-                translated = response_from_chat(orjson.loads(raw), call.body)
+                translated = response_from_chat(parse_chunk(raw), call.body)
                 return Answer(orjson.dumps(translated), usage_from(translated) or Usage())
             body = {**call.body, "model": route.upstream_model}
             raw = await provider.send(call.endpoint, body, options)

@@ -9,7 +9,7 @@ upstream the moment the client disconnects.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -36,7 +36,7 @@ class Relay:
     end: StreamEnd = StreamEnd.COMPLETED
     error: UpstreamError | None = None
 
-    async def body(self) -> AsyncIterator[bytes]:
+    async def body(self) -> AsyncGenerator[bytes, None]:
         """Every client-facing event: the first ones, the rest, then the closing ones."""
         for event in self.first:
             yield event

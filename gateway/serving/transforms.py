@@ -33,6 +33,14 @@ class StreamTransform(Protocol):
         """Events telling the client the stream broke after it began."""
 
 
+def parse_chunk(data: bytes) -> Any:
+    """A chunk's JSON; a malformed one is the upstream's failure, not ours."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamError(f"the upstream sent a malformed chunk: {data[:80]!r}") from exc
+
+
 def upstream_error_in(data: bytes | None) -> str | None:
     """The message of an error payload sent inside a stream, if this is one."""
     if not data or b'"error"' not in data:
@@ -69,7 +77,7 @@ class ChatPassthrough:
     def feed(self, event: bytes) -> list[bytes]:
         if b'"usage":{' in event or b'"usage": {' in event:
             data = event_data(event)
-            payload = orjson.loads(data) if data and data != DONE else None
+            payload = parse_chunk(data) if data and data != DONE else None
             usage = usage_from(payload)
             if usage is not None:
                 self.usage = usage
@@ -93,7 +101,7 @@ class ResponsesPassthrough:
     def feed(self, event: bytes) -> list[bytes]:
         if b"response.completed" in event or b"response.incomplete" in event:
             data = event_data(event)
-            usage = usage_from(orjson.loads(data)) if data else None
+            usage = usage_from(parse_chunk(data)) if data else None
             if usage is not None:
                 self.usage = usage
         return [event]
@@ -128,7 +136,7 @@ class ResponsesFromChat:
         data = event_data(event)
         if data is None or data == DONE:
             return []
-        chunk = orjson.loads(data)
+        chunk = parse_chunk(data)
         out = [] if self._started else self._translator.start()
         self._started = True
         usage = usage_from(chunk)
