@@ -17,7 +17,7 @@ from gateway.errors import InvalidRequest
 class Wire(BaseModel):
     """One extra-fields policy for every wire model: allowed, kept, forwarded."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 TextContent = str | list[dict[str, Any]]
@@ -170,11 +170,14 @@ def validate(model: type[Wire], body: Any) -> Wire:
 
 def _param(loc: tuple[int | str, ...]) -> str:
     out = ""
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in {"system", "developer", "user", "assistant", "tool", "function"}:
-            continue  # the discriminator's tag, not part of the parameter's path
+        elif loc[0] == "messages" and i == 2 and part in _ROLE_TAGS:
+            continue  # the discriminator's tag (messages[i].<role>), not part of the path
         else:
             out += f".{part}" if out else str(part)
     return out or "body"
+
+
+_ROLE_TAGS = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
