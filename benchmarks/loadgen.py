@@ -326,15 +326,17 @@ def result_from_dict(data: dict[str, Any]) -> LoadResult:
     return LoadResult(**data)
 
 
-def run_subprocess(spec: LoadSpec, python: str = sys.executable) -> LoadResult:
-    """Run `spec` in a fresh `python -m benchmarks.loadgen` process (progress on stderr)."""
-    cpus = os.environ.get("FLYWHEEL_LOADGEN_CPUS")
+def run_subprocess(
+    spec: LoadSpec, cpus: set[int] | None = None, python: str = sys.executable
+) -> LoadResult:
+    """Run `spec` in a fresh `python -m benchmarks.loadgen` process (progress on stderr),
+    pinned to `cpus` when given."""
     proc = subprocess.run(
         [python, "-m", "benchmarks.loadgen", *spec.argv()],
         stdout=subprocess.PIPE,
         text=True,
         check=False,
-        preexec_fn=_affinity(cpus) if cpus else None,
+        preexec_fn=pin_to(cpus) if cpus else None,
     )
     lines = proc.stdout.strip().splitlines()
     try:
@@ -344,8 +346,9 @@ def run_subprocess(spec: LoadSpec, python: str = sys.executable) -> LoadResult:
         raise RuntimeError(f"loadgen exited with {proc.returncode}: {tail!r}") from exc
 
 
-def _affinity(cpus: str) -> Any:
-    wanted = {int(c) for c in cpus.split(",") if c}
+def pin_to(cpus: set[int]) -> Any:
+    """A `preexec_fn` that pins the child process to `cpus`."""
+    wanted = set(cpus)
 
     def apply() -> None:
         os.sched_setaffinity(0, wanted)

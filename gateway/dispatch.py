@@ -62,6 +62,7 @@ class Dispatcher:
         last_error: UpstreamError | None = None
         too_small: int | None = None  # a window the prompt is known not to fit
         for index, route in enumerate(chain):
+            trace.fallbacks = index
             if index:
                 reason = _reason(last_error) if last_error else "skipped"
                 self._metrics.fallbacks.labels(chain[index - 1].name, reason).inc()
@@ -86,7 +87,6 @@ class Dispatcher:
                 last_error = exc
                 continue
             trace.route = route
-            trace.fallbacks = index
             return result
         raise _final_error(chain, last_error, trace)
 

@@ -57,7 +57,11 @@ def test_unknown_references_are_named() -> None:
     with pytest.raises(ConfigError, match=r"flywheel.yaml:7: models.fast.fallbacks: unknown model"):
         parse_config(EXAMPLE.replace("[precise]", "[precisee]"), "flywheel.yaml", {})
     with pytest.raises(ConfigError, match=r"models.fast.provider: unknown provider 'nope'"):
-        parse_config(EXAMPLE.replace("provider: upstream-a, model: mock-small", "provider: nope, model: x"), "f.yaml", {})
+        parse_config(
+            EXAMPLE.replace("provider: upstream-a, model: mock-small", "provider: nope, model: x"),
+            "f.yaml",
+            {},
+        )
 
 
 def test_invalid_yaml_names_the_line() -> None:

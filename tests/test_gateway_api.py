@@ -28,8 +28,13 @@ def test_chat_non_streaming(client: openai.OpenAI, mock: MockControl) -> None:
     [sent] = mock.requests("mock-small")
     body = json.loads(sent["body"])
     # untouched except the model name, which becomes the upstream's
-    assert body == {"model": "mock-small", "messages": USER, "temperature": 0.2, "seed": 7,
-                    "user": "u-1"}
+    assert body == {
+        "model": "mock-small",
+        "messages": USER,
+        "temperature": 0.2,
+        "seed": 7,
+        "user": "u-1",
+    }
     assert sent["headers"]["x-request-id"] == raw.headers["x-flywheel-request-id"]
 
 
@@ -56,11 +61,25 @@ def test_stream_usage_requested_by_the_client_is_kept(client: openai.OpenAI) -> 
 
 
 def test_tools_and_response_format_pass_through(client: openai.OpenAI, mock: MockControl) -> None:
-    tools = [{"type": "function", "function": {"name": "lookup", "description": "find",
-              "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "lookup",
+                "description": "find",
+                "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+            },
+        }
+    ]
     completion = client.chat.completions.create(
-        model="small", messages=USER, tools=tools, tool_choice="auto", n=2,
-        response_format={"type": "json_object"}, logprobs=True, stop=["\n\n"],
+        model="small",
+        messages=USER,
+        tools=tools,
+        tool_choice="auto",
+        n=2,
+        response_format={"type": "json_object"},
+        logprobs=True,
+        stop=["\n\n"],
     )
     assert len(completion.choices) == 2
     call = completion.choices[0].message.tool_calls
@@ -129,12 +148,20 @@ def test_health_ready_and_metrics(gateway: Server, client: openai.OpenAI) -> Non
     assert httpx.get(f"{gateway.url}/readyz").status_code == 200
     text = httpx.get(f"{gateway.url}/metrics").text
     for name in (
-        "flywheel_requests_total", "flywheel_request_duration_seconds_bucket",
-        "flywheel_time_to_first_token_seconds", "flywheel_upstream_duration_seconds",
-        "flywheel_gateway_overhead_seconds", "flywheel_tokens_total", "flywheel_cost_usd_total",
-        "flywheel_circuit_breaker_state", "flywheel_rejected_requests_total",
-        "flywheel_upstream_retries_total", "flywheel_fallbacks_total",
+        "flywheel_requests_total",
+        "flywheel_request_duration_seconds_bucket",
+        "flywheel_time_to_first_token_seconds",
+        "flywheel_upstream_duration_seconds",
+        "flywheel_gateway_overhead_seconds",
+        "flywheel_tokens_total",
+        "flywheel_cost_usd_total",
+        "flywheel_circuit_breaker_state",
+        "flywheel_rejected_requests_total",
+        "flywheel_upstream_retries_total",
+        "flywheel_fallbacks_total",
     ):
         assert name in text, name
-    assert 'flywheel_requests_total{endpoint="chat/completions",model="small",route="small",' \
+    assert (
+        'flywheel_requests_total{endpoint="chat/completions",model="small",route="small",'
         'status="200",tenant="main"}' in text
+    )

@@ -27,8 +27,11 @@ def test_missing_and_wrong_keys_are_401(gateway: Server) -> None:
     assert response.json()["error"]["code"] == "missing_api_key"
     with pytest.raises(openai.AuthenticationError):
         make_client(gateway, "sk-wrong").chat.completions.create(model="small", messages=USER)
-    bad_scheme = httpx.post(f"{gateway.url}/v1/chat/completions",
-                            headers={"authorization": f"Basic {MAIN_KEY}"}, json={})
+    bad_scheme = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        headers={"authorization": f"Basic {MAIN_KEY}"},
+        json={},
+    )
     assert bad_scheme.status_code == 401
 
 

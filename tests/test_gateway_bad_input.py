@@ -15,11 +15,14 @@ AUTH = {"authorization": f"Bearer {MAIN_KEY}", "content-type": "application/json
 OK_MESSAGES = [{"role": "user", "content": "hi"}]
 
 
-def post(gateway: Server, body: bytes | dict[str, object], path: str = "/v1/chat/completions",
-         headers: dict[str, str] | None = None) -> httpx.Response:
+def post(
+    gateway: Server,
+    body: bytes | dict[str, object],
+    path: str = "/v1/chat/completions",
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
     content = body if isinstance(body, bytes) else httpx.Request("POST", "/", json=body).content
-    return httpx.post(f"{gateway.url}{path}", content=content, headers=headers or AUTH,
-                      timeout=10)
+    return httpx.post(f"{gateway.url}{path}", content=content, headers=headers or AUTH, timeout=10)
 
 
 def assert_error(response: httpx.Response, status: int, param: str | None = None) -> None:
@@ -45,25 +48,34 @@ def assert_error(response: httpx.Response, status: int, param: str | None = None
         ({"model": "small", "messages": [{"role": "wizard", "content": "x"}]}, 400, "messages[0]"),
         ({"model": "small", "messages": [{"content": "x"}]}, 400, "messages[0]"),
         ({"model": "small", "messages": [{"role": "user"}]}, 400, "messages[0].content"),
-        ({"model": "small", "messages": [{"role": "tool", "content": "x"}]}, 400,
-         "messages[0].tool_call_id"),
+        (
+            {"model": "small", "messages": [{"role": "tool", "content": "x"}]},
+            400,
+            "messages[0].tool_call_id",
+        ),
         ({"model": "small", "messages": OK_MESSAGES, "max_tokens": -5}, 400, "max_tokens"),
         ({"model": "small", "messages": OK_MESSAGES, "temperature": 9}, 400, "temperature"),
         ({"model": "small", "messages": OK_MESSAGES, "n": 0}, 400, "n"),
         ({"model": "small", "messages": OK_MESSAGES, "stream": "yes"}, 400, "stream"),
-        ({"model": "small", "messages": OK_MESSAGES, "tools": [{"type": "function"}]}, 400,
-         "tools[0].function"),
+        (
+            {"model": "small", "messages": OK_MESSAGES, "tools": [{"type": "function"}]},
+            400,
+            "tools[0].function",
+        ),
         ({"model": "nope", "messages": OK_MESSAGES}, 404, "model"),
     ],
 )
-def test_bad_chat_requests(gateway: Server, body: bytes | dict[str, object], status: int,
-                           param: str | None) -> None:
+def test_bad_chat_requests(
+    gateway: Server, body: bytes | dict[str, object], status: int, param: str | None
+) -> None:
     assert_error(post(gateway, body), status, param)
 
 
 def test_invalid_utf8_is_400(gateway: Server) -> None:
-    assert_error(post(gateway, b'{"model": "small", "messages": [{"role": "user", '
-                               b'"content": "\xff\xfe"}]}'), 400)
+    assert_error(
+        post(gateway, b'{"model": "small", "messages": [{"role": "user", "content": "\xff\xfe"}]}'),
+        400,
+    )
 
 
 def test_body_over_the_limit_is_413(gateway: Server) -> None:
@@ -86,8 +98,12 @@ def test_other_endpoints_validate_too(gateway: Server) -> None:
     assert_error(post(gateway, {"model": "small"}, "/v1/completions"), 400, "prompt")
     assert_error(post(gateway, {"model": "embed"}, "/v1/embeddings"), 400, "input")
     assert_error(post(gateway, {"model": "small"}, "/v1/responses"), 400, "input")
-    assert_error(post(gateway, {"model": "chat-only", "input": [{"type": "web_search_call"}]},
-                      "/v1/responses"), 400)
+    assert_error(
+        post(
+            gateway, {"model": "chat-only", "input": [{"type": "web_search_call"}]}, "/v1/responses"
+        ),
+        400,
+    )
 
 
 def test_unknown_path_and_method(gateway: Server) -> None:
@@ -98,13 +114,17 @@ def test_unknown_path_and_method(gateway: Server) -> None:
 
 
 def test_very_long_header_values(gateway: Server) -> None:
-    response = httpx.post(f"{gateway.url}/v1/chat/completions",
-                          headers={**AUTH, "authorization": "Bearer " + "k" * 60_000},
-                          json={"model": "small", "messages": OK_MESSAGES})
+    response = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        headers={**AUTH, "authorization": "Bearer " + "k" * 60_000},
+        json={"model": "small", "messages": OK_MESSAGES},
+    )
     assert response.status_code in (400, 401, 431)
-    response = httpx.post(f"{gateway.url}/v1/chat/completions",
-                          headers={**AUTH, "x-junk": "j" * 60_000},
-                          json={"model": "small", "messages": OK_MESSAGES})
+    response = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        headers={**AUTH, "x-junk": "j" * 60_000},
+        json={"model": "small", "messages": OK_MESSAGES},
+    )
     assert response.status_code in (200, 400, 431)
 
 

@@ -23,8 +23,9 @@ class Clock:
 def test_breaker_opens_after_threshold_and_probes_after_cooldown() -> None:
     clock = Clock()
     changes: list[BreakerState] = []
-    breaker = CircuitBreaker(failure_threshold=3, cooldown_s=10, clock=clock,
-                             on_change=changes.append)
+    breaker = CircuitBreaker(
+        failure_threshold=3, cooldown_s=10, clock=clock, on_change=changes.append
+    )
     for _ in range(2):
         assert breaker.allow()
         breaker.record_failure()
@@ -81,7 +82,7 @@ async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
 
 
 async def test_sse_events_split_across_reads_and_crlf() -> None:
-    stream = _chunks(b'data: {"a"', b': 1}\n\ndata: [DO', b"NE]\r\n\r\n", b": keep-alive\n\n")
+    stream = _chunks(b'data: {"a"', b": 1}\n\ndata: [DO", b"NE]\r\n\r\n", b": keep-alive\n\n")
     events = [e async for e in iter_events(stream)]
     assert events == [b'data: {"a": 1}\n\n', b"data: [DONE]\n\n", b": keep-alive\n\n"]
     assert event_data(events[0]) == b'{"a": 1}'

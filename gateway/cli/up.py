@@ -30,6 +30,9 @@ def add_parser(commands: Any) -> None:
 def run(args: argparse.Namespace, rest: list[str]) -> int:
     os.environ.setdefault("FLYWHEEL_DEV_KEYS", DEV_KEY)
     os.environ.setdefault("FLYWHEEL_ADMIN_KEY", DEV_ADMIN_KEY)
+    if args.config is None:  # the embedded defaults route to the mock started here
+        mock_url = f"http://127.0.0.1:{args.mock_port}/v1"
+        os.environ.setdefault("FLYWHEEL_PROVIDERS__MOCK__BASE_URL", mock_url)
     mock = subprocess.Popen(
         [
             sys.executable,

@@ -85,8 +85,11 @@ class MockControl:
     client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=5))
 
     def fail(self, model: str, kind: str, count: int = 1) -> None:
-        self._ok(self.client.post(f"{self.url}/_mock/fail",
-                                  json={"model": model, "kind": kind, "count": count}))
+        self._ok(
+            self.client.post(
+                f"{self.url}/_mock/fail", json={"model": model, "kind": kind, "count": count}
+            )
+        )
 
     def configure(self, model: str, **behaviour: Any) -> None:
         self._ok(self.client.post(f"{self.url}/_mock/models/{model}", json=behaviour))
