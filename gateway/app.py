@@ -17,6 +17,8 @@ from gateway.config_loader import load_config
 from gateway.errors import GatewayError, InvalidRequest, NotFound, error_body
 from gateway.http import error_response, json_response
 from gateway.routes.admin import AdminRoutes
+from gateway.routes.admin_store import AdminStoreRoutes
+from gateway.routes.feedback import FeedbackRoutes
 from gateway.routes.openai_api import OpenAIRoutes
 from gateway.routes.ops import OpsRoutes
 from gateway.state import AppState
@@ -38,7 +40,9 @@ def build_app(state: AppState) -> Starlette:
     routes = [
         *OpenAIRoutes(state).routes(),
         *OpsRoutes(state).routes(),
+        *FeedbackRoutes(state).routes(),
         *AdminRoutes(state).routes(),
+        *AdminStoreRoutes(state).routes(),
     ]
     app = Starlette(
         routes=routes,

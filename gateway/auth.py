@@ -12,7 +12,7 @@ import hmac
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.config import FlywheelConfig, LimitsConfig
 from gateway.errors import AuthenticationFailed
@@ -36,8 +36,9 @@ class Principal:
 
 @dataclass
 class KeyIndex:
-    principals: dict[str, Principal]
+    principals: dict[str, Principal]  # from config, fixed at start
     admin_hash: str | None
+    dynamic: dict[str, Principal] = field(default_factory=dict)  # from the store, replaced whole
 
     @classmethod
     def from_config(cls, config: FlywheelConfig, env: Mapping[str, str] | None = None) -> KeyIndex:
@@ -67,7 +68,8 @@ class KeyIndex:
         return cls(principals, admin_hash)
 
     def authenticate(self, authorization: str | None) -> Principal:
-        principal = self.principals.get(hash_key(_bearer(authorization)))
+        digest = hash_key(_bearer(authorization))
+        principal = self.principals.get(digest) or self.dynamic.get(digest)
         if principal is None:
             raise AuthenticationFailed("Incorrect API key provided")
         return principal

@@ -113,6 +113,10 @@ class TenantConfig(Strict):
     api_key_sha256: list[str] = Field(default_factory=list)
     keys: list[KeyConfig] = Field(default_factory=list)
     limits: LimitsConfig = LimitsConfig()
+    # Data governance: content_logging false keeps metadata only (no messages, no
+    # responses); retention_days deletes the tenant's events older than that.
+    content_logging: bool = True
+    retention_days: float | None = Field(None, gt=0)
 
 
 class AdminConfig(Strict):
@@ -126,6 +130,18 @@ class RoutingConfig(Strict):
     max_chain: int = Field(8, ge=1, le=32, description="models tried per request at most")
 
 
+class EventsConfig(Strict):
+    """The gateway's interaction log: a bounded queue flushed to the store in batches."""
+
+    queue_size: int = Field(10_000, ge=1)
+    batch_size: int = Field(200, ge=1)
+    flush_interval_ms: float = Field(100.0, gt=0)
+
+
+class FeedbackConfig(Strict):
+    horizon_days: float = Field(7.0, gt=0, description="how long feedback waits for its event")
+
+
 class FlywheelConfig(Strict):
     server: ServerConfig = ServerConfig()
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
@@ -133,7 +149,11 @@ class FlywheelConfig(Strict):
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
     admin: AdminConfig = AdminConfig()
     routing: RoutingConfig = RoutingConfig()
-    store: str | None = None
+    # sqlite:///path/flywheel.db (embedded) or redis://host:port/db; none: no event log,
+    # flags and kill switches from their safe defaults.
+    store: str | None = Field(None, pattern=r"^(sqlite:///|rediss?://).+")
+    events: EventsConfig = EventsConfig()
+    feedback: FeedbackConfig = FeedbackConfig()
 
     @model_validator(mode="after")
     def _references(self) -> FlywheelConfig:

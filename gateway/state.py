@@ -10,13 +10,21 @@ from gateway.auth import KeyIndex
 from gateway.catalog import ModelCatalog, build_catalog
 from gateway.config import FlywheelConfig
 from gateway.dispatch import Dispatcher
+from gateway.event_log import EventLog, EventLogMetrics, EventLogSettings
+from gateway.flags import FLAGS, KILL, Flags
 from gateway.limits import Limiter
+from gateway.maintenance import run_maintenance
 from gateway.metrics import GatewayMetrics
 from gateway.providers.base import Provider
 from gateway.providers.factory import build_provider
 from gateway.serving.inference import InferenceService
+from gateway.store.base import Store, StoreUnavailable
+from gateway.store_sync import StoreSync
+from gateway.tenants import KEYS, TENANTS, TenantDirectory
 
 log = logging.getLogger("flywheel.gateway")
+
+SYNCED = (FLAGS, KILL, KEYS, TENANTS)
 
 
 @dataclass
@@ -25,10 +33,16 @@ class AppState:
     providers: dict[str, Provider]
     catalog: ModelCatalog
     keys: KeyIndex
+    tenants: TenantDirectory
     limiter: Limiter
     metrics: GatewayMetrics
     inference: InferenceService
+    flags: Flags
+    store: Store | None = None
+    sync: StoreSync | None = None
+    events: EventLog | None = None
     ready: bool = field(default=False)
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     def build(cls, config: FlywheelConfig, metrics: GatewayMetrics | None = None) -> AppState:
@@ -37,22 +51,64 @@ class AppState:
         catalog = build_catalog(config, providers, metrics.breaker_changed)
         for name in catalog.routes:
             metrics.breaker_state.labels(name).set(0)
+        keys = KeyIndex.from_config(config)
+        tenants = TenantDirectory(config, keys)
+        store = sync = events = None
+        if config.store:
+            from gateway.store import open_store
+
+            store = open_store(config.store)
+            sync = StoreSync(store, SYNCED)
+            sync.on_change(tenants.on_store_change)
+            settings = EventLogSettings(
+                queue_size=config.events.queue_size,
+                batch_size=config.events.batch_size,
+                flush_interval_ms=config.events.flush_interval_ms,
+            )
+            events = EventLog(store, settings, EventLogMetrics(metrics.registry))
         limiter = Limiter()
         return cls(
             config=config,
             providers=providers,
             catalog=catalog,
-            keys=KeyIndex.from_config(config),
+            keys=keys,
+            tenants=tenants,
             limiter=limiter,
             metrics=metrics,
-            inference=InferenceService(Dispatcher(metrics), limiter, metrics),
+            inference=InferenceService(Dispatcher(metrics), limiter, metrics, events),
+            flags=Flags(sync),
+            store=store,
+            sync=sync,
+            events=events,
         )
 
     async def start(self) -> None:
         await asyncio.gather(*(provider.start() for provider in self.providers.values()))
+        if self.store is not None and self.sync is not None:
+            try:
+                await self.store.start()
+            except StoreUnavailable as exc:  # serve anyway: events queue, flags stay safe
+                log.warning("store unreachable at start", extra={"fields": {"error": str(exc)}})
+            await self.sync.start()
+        if self.events is not None:
+            self.events.start()
+        if self.store is not None:
+            task = run_maintenance(self.store, self.config, self.tenants)
+            self._background.append(asyncio.create_task(task, name="maintenance"))
         self.ready = True
-        log.info("gateway ready", extra={"fields": {"models": sorted(self.catalog.routes)}})
+        log.info(
+            "gateway ready",
+            extra={"fields": {"models": sorted(self.catalog.routes), "store": self.config.store}},
+        )
 
     async def close(self) -> None:
         self.ready = False
+        for task in self._background:
+            task.cancel()
+        if self.events is not None:
+            await self.events.close()
+        if self.sync is not None:
+            await self.sync.close()
+        if self.store is not None:
+            await self.store.close()
         await asyncio.gather(*(provider.close() for provider in self.providers.values()))

@@ -93,6 +93,8 @@ class OpenAIRoutes:
             body=body,
             admission=admission,
             trace=Trace(request_id),
+            arrived=time.time(),
+            log_content=state.tenants.content_logging(tenant),
         )
         return await state.inference.serve(call, chain)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from starlette.responses import Response
@@ -19,13 +19,15 @@ from starlette.responses import Response
 from gateway.auth import Principal
 from gateway.catalog import ModelRoute
 from gateway.dispatch import Dispatcher, Trace
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, status_of
+from gateway.events import InteractionEvent
 from gateway.http import JSON, error_response
 from gateway.limits import Admission, Limiter
 from gateway.logs import log_event
 from gateway.metrics import GatewayMetrics
 from gateway.providers.base import CallOptions, Endpoint
 from gateway.responses_api import chat_request_from_responses, response_from_chat
+from gateway.serving.event_builder import context_of
 from gateway.serving.relay import Relay, SSEResponse, StreamEnd, open_relay
 from gateway.serving.transforms import (
     ChatPassthrough,
@@ -51,6 +53,8 @@ class Call:
     body: dict[str, Any]
     admission: Admission
     trace: Trace
+    arrived: float = 0.0  # unix time, for the interaction event
+    log_content: bool = True
     ttft_s: float | None = None
     _chat_body: dict[str, Any] | None = None
 
@@ -71,11 +75,22 @@ class Answer:
     usage: Usage
 
 
+class EventSink(Protocol):
+    def publish(self, event: InteractionEvent) -> None: ...
+
+
 class InferenceService:
-    def __init__(self, dispatcher: Dispatcher, limiter: Limiter, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        limiter: Limiter,
+        metrics: GatewayMetrics,
+        events: EventSink | None = None,
+    ) -> None:
         self._dispatcher = dispatcher
         self._limiter = limiter
         self._metrics = metrics
+        self.events = events
 
     async def serve(self, call: Call, chain: tuple[ModelRoute, ...]) -> Response | SSEResponse:
         try:
@@ -84,13 +99,13 @@ class InferenceService:
             else:
                 answer = await self._dispatcher.run(chain, self._attempt(call), call.trace)
         except GatewayError as exc:
-            self.finish(call, Usage(), status=exc.status, error=exc)
+            self.finish(call, Usage(), status=status_of(exc), error=exc)
             return error_response(exc, self.headers(call))
         if call.stream:
             call.ttft_s = time.perf_counter() - call.started
             self._metrics.ttft.labels(call.principal.tenant, call.model).observe(call.ttft_s)
             return SSEResponse(relay, self.headers(call), lambda r: self._stream_done(call, r))
-        self.finish(call, answer.usage, status=200)
+        self.finish(call, answer.usage, status=200, answer=answer.body)
         return Response(answer.body, 200, self.headers(call), media_type=JSON)
 
     def _attempt(self, call: Call) -> Any:
@@ -124,7 +139,7 @@ class InferenceService:
                 strip = provider.stream_usage and not options_in.get("include_usage")
                 if strip:
                     body["stream_options"] = {**options_in, "include_usage": True}
-                transform = ChatPassthrough(strip_usage_chunk=strip)
+                transform = ChatPassthrough(strip_usage_chunk=strip, capture=call.log_content)
             body["model"] = route.upstream_model
             upstream = await provider.stream(endpoint, body, options)
             return await open_relay(upstream, transform)
@@ -154,7 +169,10 @@ class InferenceService:
         elif relay.end is StreamEnd.CLIENT_GONE:
             self._metrics.client_disconnects.labels(call.endpoint.value).inc()
             status = 499
-        self.finish(call, usage, status=status, error=relay.error, stream_end=relay.end)
+        content = relay.transform.content() if call.log_content else None
+        self.finish(
+            call, usage, status=status, error=relay.error, stream_end=relay.end, content=content
+        )
 
     def finish(
         self,
@@ -164,8 +182,10 @@ class InferenceService:
         status: int,
         error: GatewayError | None = None,
         stream_end: StreamEnd | None = None,
+        answer: bytes | None = None,
+        content: dict[str, Any] | None = None,
     ) -> None:
-        """Account for a finished request exactly once."""
+        """Account for a finished request exactly once: limits, metrics, log, event."""
         trace, metrics = call.trace, self._metrics
         total_s = time.perf_counter() - call.started
         tenant = call.principal.tenant
@@ -205,6 +225,48 @@ class InferenceService:
             cost_usd=round(cost, 8),
             error=error.message if error else None,
         )
+        if self.events is None:
+            return
+        if call.log_content and answer is not None:
+            content = _json_or_none(answer)
+        self.events.publish(
+            InteractionEvent(
+                request_id=call.request_id,
+                tenant=tenant,
+                key_id=call.principal.key_id,
+                user=call.body.get("user") if isinstance(call.body.get("user"), str) else None,
+                ts=call.arrived,
+                endpoint=endpoint,
+                model=call.model,
+                context=context_of(call.endpoint, call.body),
+                route=route_name or None,
+                provider=route.provider.name if route else None,
+                upstream_model=route.upstream_model if route else None,
+                attempts=trace.attempts,
+                fallbacks=trace.fallbacks,
+                errors=trace.errors,
+                stream=call.stream,
+                stream_end=stream_end.value if stream_end else None,
+                status=status,
+                error=error.message if error else None,
+                latency_ms=total_s * 1000,
+                ttft_ms=call.ttft_s * 1000 if call.ttft_s is not None else None,
+                upstream_ms=trace.upstream_s * 1000,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cost_usd=cost,
+                request=call.body if call.log_content else None,
+                response=content if call.log_content else None,
+            )
+        )
+
+
+def _json_or_none(raw: bytes) -> dict[str, Any] | None:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _usage_of(raw: bytes) -> Usage:

@@ -15,6 +15,7 @@ import orjson
 from gateway.errors import UpstreamError
 from gateway.providers.sse import event_data
 from gateway.responses_api import ResponsesStreamTranslator, encode_sse
+from gateway.serving.event_builder import streamed_response
 from gateway.serving.usage import Usage, usage_from
 
 DONE = b"[DONE]"
@@ -31,6 +32,9 @@ class StreamTransform(Protocol):
 
     def fail(self, error: UpstreamError) -> list[bytes]:
         """Events telling the client the stream broke after it began."""
+
+    def content(self) -> dict[str, Any] | None:
+        """The answer as the interaction log keeps it (None if not captured)."""
 
 
 def parse_chunk(data: bytes) -> Any:
@@ -70,11 +74,15 @@ def openai_error_event(error: UpstreamError) -> bytes:
 class ChatPassthrough:
     """chat/completions and completions streams, forwarded as they come."""
 
-    def __init__(self, strip_usage_chunk: bool) -> None:
+    def __init__(self, strip_usage_chunk: bool, capture: bool = False) -> None:
         self.usage = Usage()
         self._strip = strip_usage_chunk
+        # The raw events, for the interaction log to reassemble the answer afterwards.
+        self.captured: list[bytes] | None = [] if capture else None
 
     def feed(self, event: bytes) -> list[bytes]:
+        if self.captured is not None:
+            self.captured.append(event)
         if b'"usage":{' in event or b'"usage": {' in event:
             data = event_data(event)
             payload = parse_chunk(data) if data and data != DONE else None
@@ -91,19 +99,26 @@ class ChatPassthrough:
     def fail(self, error: UpstreamError) -> list[bytes]:
         return [openai_error_event(error)]
 
+    def content(self) -> dict[str, Any] | None:
+        return streamed_response(self.captured) if self.captured is not None else None
+
 
 class ResponsesPassthrough:
     """Responses API events from an upstream that speaks it."""
 
     def __init__(self) -> None:
         self.usage = Usage()
+        self.final: dict[str, Any] | None = None  # the completed Response object
 
     def feed(self, event: bytes) -> list[bytes]:
         if b"response.completed" in event or b"response.incomplete" in event:
             data = event_data(event)
-            usage = usage_from(parse_chunk(data)) if data else None
+            payload = parse_chunk(data) if data else None
+            usage = usage_from(payload)
             if usage is not None:
                 self.usage = usage
+            if isinstance(payload, dict) and isinstance(payload.get("response"), dict):
+                self.final = payload["response"]
         return [event]
 
     def finish(self) -> list[bytes]:
@@ -123,12 +138,16 @@ class ResponsesPassthrough:
             )
         ]
 
+    def content(self) -> dict[str, Any] | None:
+        return self.final
+
 
 class ResponsesFromChat:
     """A chat/completions stream rendered as Responses API events."""
 
     def __init__(self, request: dict[str, Any]) -> None:
         self.usage = Usage()
+        self.final: dict[str, Any] | None = None
         self._translator = ResponsesStreamTranslator(request)
         self._started = False
 
@@ -146,8 +165,15 @@ class ResponsesFromChat:
         return [encode_sse(kind, payload) for kind, payload in out]
 
     def finish(self) -> list[bytes]:
-        return [encode_sse(kind, payload) for kind, payload in self._translator.finish()]
+        events = self._translator.finish()
+        for _, payload in events:
+            if isinstance(payload.get("response"), dict):
+                self.final = payload["response"]
+        return [encode_sse(kind, payload) for kind, payload in events]
 
     def fail(self, error: UpstreamError) -> list[bytes]:
         events = self._translator.fail(error.message, error.code)
         return [encode_sse(kind, payload) for kind, payload in events]
+
+    def content(self) -> dict[str, Any] | None:
+        return self.final

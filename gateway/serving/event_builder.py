@@ -1,0 +1,98 @@
+"""Turn a finished request into its `InteractionEvent` (one per request).
+
+Context features are cheap reads of the validated body. Content (the request's
+messages and the answer) is kept only when the tenant logs content; a streamed answer
+is assembled from the chunks the relay captured, here, after the client has it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from gateway.events import RequestContext
+from gateway.providers.base import Endpoint
+from gateway.providers.sse import event_data
+
+
+def context_of(endpoint: Endpoint, body: dict[str, Any]) -> RequestContext:
+    texts: list[str] = []
+    has_images = False
+    messages = 0
+    if endpoint is Endpoint.CHAT:
+        items = body.get("messages") or []
+        messages = len(items)
+        for message in items:
+            has_images |= _collect(message.get("content"), texts)
+    elif endpoint is Endpoint.RESPONSES:
+        if body.get("instructions"):
+            texts.append(str(body["instructions"]))
+        items = body.get("input")
+        if isinstance(items, str):
+            texts.append(items)
+            messages = 1
+        elif isinstance(items, list):
+            messages = len(items)
+            for item in items:
+                if isinstance(item, dict):
+                    has_images |= _collect(item.get("content"), texts)
+    else:
+        prompt = body.get("prompt", body.get("input"))
+        has_images |= _collect(prompt, texts)
+        messages = 1
+    return RequestContext(
+        input_chars=sum(len(t) for t in texts),
+        messages=messages,
+        has_tools=bool(body.get("tools")),
+        has_images=has_images,
+    )
+
+
+def _collect(content: Any, texts: list[str]) -> bool:
+    """Append the text in `content`; return whether it has an image or audio part."""
+    if isinstance(content, str):
+        texts.append(content)
+        return False
+    media = False
+    if isinstance(content, list):
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, dict):
+                kind = part.get("type", "")
+                if kind in ("text", "input_text", "output_text"):
+                    texts.append(str(part.get("text", "")))
+                elif "image" in kind or "audio" in kind:
+                    media = True
+    return media
+
+
+def streamed_response(events: list[bytes]) -> dict[str, Any]:
+    """The text (and tool calls) of a streamed chat/completions answer, reassembled."""
+    text: list[str] = []
+    tool_calls: dict[int, dict[str, str]] = {}
+    finish_reason = None
+    for event in events:
+        data = event_data(event)
+        if not data or data == b"[DONE]":
+            continue
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            continue
+        for choice in chunk.get("choices") or []:
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            text.append(delta.get("content") or choice.get("text") or "")
+            for call in delta.get("tool_calls") or []:
+                slot = tool_calls.setdefault(call.get("index", 0), {"name": "", "arguments": ""})
+                function = call.get("function") or {}
+                slot["name"] += function.get("name") or ""
+                slot["arguments"] += function.get("arguments") or ""
+            finish_reason = choice.get("finish_reason") or finish_reason
+    answer: dict[str, Any] = {"content": "".join(text), "finish_reason": finish_reason}
+    if tool_calls:
+        answer["tool_calls"] = [tool_calls[i] for i in sorted(tool_calls)]
+    return answer
