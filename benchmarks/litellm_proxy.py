@@ -65,10 +65,21 @@ def ensure_installed(log: Path | None = None) -> str:
             venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
         pip = [str(_bin("python")), "-m", "pip"]
         result = subprocess.run(
-            [*pip, "install", "--disable-pip-version-check", "--retries", "1",
-             "--timeout", "20", REQUIREMENT],
-            capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S, check=False,
-        )  # fmt: skip
+            [
+                *pip,
+                "install",
+                "--disable-pip-version-check",
+                "--retries",
+                "1",
+                "--timeout",
+                "20",
+                REQUIREMENT,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=INSTALL_TIMEOUT_S,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         raise LiteLLMUnavailable(f"could not create {VENV.name}: {exc}") from exc
     if log is not None:
@@ -79,10 +90,16 @@ def ensure_installed(log: Path | None = None) -> str:
         raise LiteLLMUnavailable(f"pip install {REQUIREMENT} failed: {reason}")
     show = subprocess.run(
         [str(_bin("python")), "-m", "pip", "show", "litellm"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     version = next(
-        (ln.split(":", 1)[1].strip() for ln in show.stdout.splitlines() if ln.startswith("Version")),
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in show.stdout.splitlines()
+            if ln.startswith("Version")
+        ),
         "unknown",
     )
     (VENV / READY_MARKER).write_text(version)
@@ -134,7 +151,14 @@ def prepare(mock_url: str, models: list[str], port: int, workdir: Path) -> Proxy
         PATH=f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}",
     )
     argv = [
-        str(_bin("litellm")), "--config", str(config), "--host", "127.0.0.1",
-        "--port", str(port), "--num_workers", "1",
-    ]  # fmt: skip
+        str(_bin("litellm")),
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num_workers",
+        "1",
+    ]
     return ProxyLaunch(argv, env, port, READY_PATH, version, workdir / "litellm.log")
