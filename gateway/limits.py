@@ -20,57 +20,95 @@ from gateway.config import LimitsConfig
 from gateway.errors import RateLimited
 
 WINDOW_S = 60.0
+DAY_S = 86_400
 
 
 @dataclass
-class SlidingWindow:
-    """Amounts recorded with timestamps; `used()` sums those younger than the window."""
+class RequestWindow:
+    """Timestamps of the requests admitted in the last 60 s: exact, and never longer
+    than the limit (a refused request is not recorded)."""
 
-    entries: deque[tuple[float, int]] = field(default_factory=deque)
-    total: int = 0
+    stamps: deque[float] = field(default_factory=deque)
 
     def used(self, now: float) -> int:
         horizon = now - WINDOW_S
-        while self.entries and self.entries[0][0] <= horizon:
-            self.total -= self.entries.popleft()[1]
+        stamps = self.stamps
+        while stamps and stamps[0] <= horizon:
+            stamps.popleft()
+        return len(stamps)
+
+    def add(self, now: float) -> None:
+        self.stamps.append(now)
+
+    def retry_after(self, now: float) -> float:
+        return max(0.0, self.stamps[0] + WINDOW_S - now) if self.stamps else 0.0
+
+
+@dataclass
+class TokenWindow:
+    """Tokens in the last 60 s, in one-second buckets: bounded memory whatever the rate;
+    a bucket leaves the window whole, at most a second late."""
+
+    buckets: deque[list[int]] = field(default_factory=deque)  # [second, tokens]
+    total: int = 0
+
+    def used(self, now: float) -> int:
+        horizon = int(now) - int(WINDOW_S)
+        buckets = self.buckets
+        while buckets and buckets[0][0] <= horizon:
+            self.total -= buckets.popleft()[1]
         return self.total
 
-    def add(self, now: float, amount: int) -> None:
-        if amount:
-            self.entries.append((now, amount))
-            self.total += amount
+    def add(self, at: float, amount: int) -> None:
+        second = int(at)
+        buckets = self.buckets
+        if buckets and buckets[-1][0] == second:
+            buckets[-1][1] += amount
+        else:
+            for bucket in reversed(buckets):  # a correction for an earlier second
+                if bucket[0] == second:
+                    bucket[1] += amount
+                    break
+            else:
+                buckets.append([second, amount])
+        self.total += amount
 
-    def seconds_until_below(self, now: float, limit: int, need: int) -> float:
+    def retry_after(self, now: float, limit: int, need: int) -> float:
         """How long until `need` more fits under `limit`."""
         excess = self.total + need - limit
-        for stamp, amount in self.entries:
+        for second, amount in self.buckets:
             excess -= amount
             if excess <= 0:
-                return max(0.0, stamp + WINDOW_S - now)
+                return max(0.0, second + 1 + WINDOW_S - now)
         return WINDOW_S
 
 
 @dataclass
 class Spend:
-    day: str = ""
+    """USD spent in the current UTC day and month (keys compared as integers)."""
+
+    day: int = -1
     day_usd: float = 0.0
-    month: str = ""
+    month: tuple[int, int] = (0, 0)
     month_usd: float = 0.0
 
-    def roll(self, now: datetime) -> None:
-        day, month = now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
-        if day != self.day:
-            self.day, self.day_usd = day, 0.0
-        if month != self.month:
-            self.month, self.month_usd = month, 0.0
+    def roll(self, wall: float) -> None:
+        day = int(wall // DAY_S)
+        if day == self.day:
+            return
+        self.day, self.day_usd = day, 0.0
+        now = datetime.fromtimestamp(wall, UTC)
+        if (now.year, now.month) != self.month:
+            self.month, self.month_usd = (now.year, now.month), 0.0
 
 
 @dataclass
 class Usage:
-    """One scope's (a tenant's or a key's) live counters."""
+    """One scope's (a tenant's or a key's) live counters. Windows record only when a
+    limit of their kind applies, so an unlimited scope costs nothing per request."""
 
-    requests: SlidingWindow = field(default_factory=SlidingWindow)
-    tokens: SlidingWindow = field(default_factory=SlidingWindow)
+    requests: RequestWindow = field(default_factory=RequestWindow)
+    tokens: TokenWindow = field(default_factory=TokenWindow)
     spend: Spend = field(default_factory=Spend)
 
 
@@ -87,7 +125,7 @@ class Limiter:
     def __init__(
         self,
         clock: Callable[[], float] = time.monotonic,
-        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._clock = clock
         self._wall = wall
@@ -108,25 +146,29 @@ class Limiter:
         )
         for scope, name, limits in scopes:
             self._check(scope, name, limits, self.usage(scope, name), now, wall, estimated_tokens)
-        for scope, name, _ in scopes:
+        for scope, name, limits in scopes:
             usage = self.usage(scope, name)
-            usage.requests.add(now, 1)
-            usage.tokens.add(now, estimated_tokens)
+            if limits.requests_per_minute is not None:
+                usage.requests.add(now)
+            if limits.tokens_per_minute is not None:
+                usage.tokens.add(now, estimated_tokens)
         return Admission(principal, estimated_tokens, now)
 
     def settle(self, admission: Admission, tokens: int, cost_usd: float) -> None:
         """Replace the reservation with the tokens really used; add the spend."""
         principal = admission.principal
         wall = self._wall()
-        for scope, name in (
-            ("key", f"{principal.tenant}/{principal.key_id}"),
-            ("tenant", principal.tenant),
+        for scope, name, limits in (
+            ("key", f"{principal.tenant}/{principal.key_id}", principal.key_limits),
+            ("tenant", principal.tenant, principal.tenant_limits),
         ):
             usage = self.usage(scope, name)
-            usage.tokens.add(admission.at, tokens - admission.reserved_tokens)
-            usage.spend.roll(wall)
-            usage.spend.day_usd += cost_usd
-            usage.spend.month_usd += cost_usd
+            if limits.tokens_per_minute is not None:
+                usage.tokens.add(admission.at, tokens - admission.reserved_tokens)
+            if cost_usd:
+                usage.spend.roll(wall)
+                usage.spend.day_usd += cost_usd
+                usage.spend.month_usd += cost_usd
 
     def _check(
         self,
@@ -135,23 +177,25 @@ class Limiter:
         limits: LimitsConfig,
         usage: Usage,
         now: float,
-        wall: datetime,
+        wall: float,
         tokens: int,
     ) -> None:
         rpm = limits.requests_per_minute
         if rpm is not None and usage.requests.used(now) + 1 > rpm:
             raise RateLimited(
                 f"Rate limit reached for {scope} '{name}': {rpm} requests per minute",
-                retry_after_s=usage.requests.seconds_until_below(now, rpm, 1),
+                retry_after_s=usage.requests.retry_after(now),
                 code="requests_per_minute",
             )
         tpm = limits.tokens_per_minute
         if tpm is not None and usage.tokens.used(now) + tokens > tpm:
             raise RateLimited(
                 f"Rate limit reached for {scope} '{name}': {tpm} tokens per minute",
-                retry_after_s=usage.tokens.seconds_until_below(now, tpm, min(tokens, tpm)),
+                retry_after_s=usage.tokens.retry_after(now, tpm, min(tokens, tpm)),
                 code="tokens_per_minute",
             )
+        if limits.usd_per_day is None and limits.usd_per_month is None:
+            return
         usage.spend.roll(wall)
         if limits.usd_per_day is not None and usage.spend.day_usd >= limits.usd_per_day:
             raise RateLimited(
@@ -167,12 +211,12 @@ class Limiter:
             )
 
 
-def _seconds_to_next_day(now: datetime) -> float:
-    tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return (tomorrow - now).total_seconds()
+def _seconds_to_next_day(wall: float) -> float:
+    return DAY_S - wall % DAY_S
 
 
-def _seconds_to_next_month(now: datetime) -> float:
+def _seconds_to_next_month(wall: float) -> float:
+    now = datetime.fromtimestamp(wall, UTC)
     first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     following = (first + timedelta(days=32)).replace(day=1)
     return (following - now).total_seconds()

@@ -15,7 +15,7 @@ from gateway.limits import Limiter
 class Clocks:
     def __init__(self) -> None:
         self.mono = 1000.0
-        self.wall = datetime(2026, 11, 24, 23, 59, 0, tzinfo=UTC)
+        self.wall = datetime(2026, 11, 24, 23, 59, 0, tzinfo=UTC).timestamp()
 
 
 def make(clocks: Clocks) -> Limiter:
@@ -70,6 +70,7 @@ def test_tokens_per_minute_reserves_then_settles_to_actual() -> None:
     clocks = Clocks()
     limiter = make(clocks)
     who = principal(tenant=LimitsConfig(tokens_per_minute=100))
+    clocks.mono = 1000.5
     admission = limiter.admit(who, 60)
     limiter.settle(admission, 30, 0.0)
     assert limiter.usage("tenant", "acme").tokens.used(clocks.mono) == 30
@@ -88,7 +89,7 @@ def test_daily_budget_refuses_until_midnight_utc() -> None:
         limiter.admit(who, 1)
     assert info.value.code == "budget_exceeded"
     assert info.value.headers["retry-after"] == "60"  # 23:59 -> midnight
-    clocks.wall = datetime(2026, 11, 25, 0, 0, 1, tzinfo=UTC)
+    clocks.wall = datetime(2026, 11, 25, 0, 0, 1, tzinfo=UTC).timestamp()
     limiter.admit(who, 1)
 
 
@@ -99,5 +100,28 @@ def test_monthly_budget() -> None:
     limiter.settle(limiter.admit(who, 1), 1, 2.0)
     with pytest.raises(RateLimited, match="Monthly budget"):
         limiter.admit(who, 1)
-    clocks.wall = datetime(2026, 12, 1, 0, 0, 1, tzinfo=UTC)
+    clocks.wall = datetime(2026, 12, 1, 0, 0, 1, tzinfo=UTC).timestamp()
     limiter.admit(who, 1)
+
+
+def test_unlimited_scopes_keep_no_per_request_state() -> None:
+    clocks = Clocks()
+    limiter = make(clocks)
+    who = principal()
+    for _ in range(1000):
+        limiter.settle(limiter.admit(who, 50), 80, 0.001)
+        clocks.mono += 0.001
+    usage = limiter.usage("tenant", "acme")
+    assert not usage.requests.stamps and not usage.tokens.buckets
+    assert round(usage.spend.day_usd, 6) == 1.0
+
+
+def test_token_window_memory_is_bounded_by_seconds_not_requests() -> None:
+    clocks = Clocks()
+    limiter = make(clocks)
+    who = principal(tenant=LimitsConfig(tokens_per_minute=10**9))
+    for _ in range(5000):  # 5,000 requests within 5 seconds
+        limiter.settle(limiter.admit(who, 10), 12, 0.0)
+        clocks.mono += 0.001
+    assert len(limiter.usage("tenant", "acme").tokens.buckets) <= 6
+    assert limiter.usage("tenant", "acme").tokens.used(clocks.mono) == 5000 * 12

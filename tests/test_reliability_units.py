@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from gateway.catalog import fallback_chain
 from gateway.config import RetryConfig
-from gateway.providers.sse import event_data, iter_events
+from gateway.providers.sse import event_data, iter_event_batches
 from gateway.reliability.backoff import backoff_delay_s
 from gateway.reliability.breaker import BreakerState, CircuitBreaker
 
@@ -83,7 +83,15 @@ async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
 
 async def test_sse_events_split_across_reads_and_crlf() -> None:
     stream = _chunks(b'data: {"a"', b": 1}\n\ndata: [DO", b"NE]\r\n\r\n", b": keep-alive\n\n")
-    events = [e async for e in iter_events(stream)]
-    assert events == [b'data: {"a": 1}\n\n', b"data: [DONE]\n\n", b": keep-alive\n\n"]
+    batches = [b async for b in iter_event_batches(stream)]
+    # one batch per read that completed events; none held back for a later read
+    assert batches == [[b'data: {"a": 1}\n\n'], [b"data: [DONE]\n\n"], [b": keep-alive\n\n"]]
+    events = [e for b in batches for e in b]
     assert event_data(events[0]) == b'{"a": 1}'
     assert event_data(events[2]) is None
+
+
+async def test_events_of_one_read_form_one_batch() -> None:
+    stream = _chunks(b"data: 1\n\ndata: 2\n\ndata: 3", b"\n\n")
+    assert [b async for b in iter_event_batches(stream)] == [
+        [b"data: 1\n\n", b"data: 2\n\n"], [b"data: 3\n\n"]]

@@ -30,9 +30,10 @@ class CallOptions:
 
 
 class EventStream(Protocol):
-    """Raw SSE events (`b"data: {...}\\n\\n"`, `event:` lines kept) as they arrive."""
+    """Raw SSE events (`b"data: {...}\\n\\n"`, `event:` lines kept) as they arrive, in
+    batches: the events that arrived together."""
 
-    def __aiter__(self) -> AsyncIterator[bytes]: ...
+    def __aiter__(self) -> AsyncIterator[list[bytes]]: ...
 
     async def aclose(self) -> None:
         """Stop early: abort the upstream request so the upstream stops generating."""

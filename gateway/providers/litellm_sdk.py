@@ -134,15 +134,15 @@ class LiteLLMEventStream:
         self._provider = provider
         self._chunks = chunks
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def __aiter__(self) -> AsyncIterator[list[bytes]]:
         try:
             async for chunk in self._chunks:
-                yield b"data: " + orjson.dumps(chunk.model_dump(exclude_none=True)) + b"\n\n"
+                yield [b"data: " + orjson.dumps(chunk.model_dump(exclude_none=True)) + b"\n\n"]
         except UpstreamError:
             raise
         except Exception as exc:  # litellm's mid-stream errors: see translate_error
             raise self._provider.translate_error(exc) from exc
-        yield b"data: [DONE]\n\n"
+        yield [b"data: [DONE]\n\n"]
 
     async def aclose(self) -> None:
         close = getattr(self._chunks, "aclose", None)

@@ -18,7 +18,7 @@ import orjson
 from gateway.config import ProviderConfig
 from gateway.errors import UpstreamTimeout, UpstreamUnavailable
 from gateway.providers.base import CallOptions, Endpoint
-from gateway.providers.sse import iter_events
+from gateway.providers.sse import iter_event_batches
 from gateway.providers.upstream_errors import upstream_error
 
 _CONNECTION_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError)
@@ -121,10 +121,10 @@ class HTTPEventStream:
         self._response = response
         self._done = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def __aiter__(self) -> AsyncIterator[list[bytes]]:
         try:
-            async for event in iter_events(self._response.content.iter_any()):
-                yield event
+            async for batch in iter_event_batches(self._response.content.iter_any()):
+                yield batch
             self._done = True
         except TimeoutError as exc:
             raise UpstreamTimeout(f"{self._provider} stalled mid-stream") from exc

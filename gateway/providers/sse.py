@@ -1,24 +1,29 @@
-"""Split a byte stream into whole SSE events without buffering past an event."""
+"""Split a byte stream into whole SSE events without holding any back."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
 
 
-async def iter_events(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    """Yield each complete event (terminated by a blank line) as soon as it is whole."""
+async def iter_event_batches(chunks: AsyncIterable[bytes]) -> AsyncIterator[list[bytes]]:
+    """Yield the complete events (each ending in a blank line) of every read as soon as
+    that read arrives: one batch per read, so events that came together leave together
+    (one write downstream) and none waits for a later read."""
     pending = b""
     async for chunk in chunks:
         pending += chunk
+        batch = []
         while True:
             cut, width = _find_separator(pending)
             if cut < 0:
                 break
             event, pending = pending[: cut + width], pending[cut + width :]
             if event.strip():
-                yield event if width == 2 else event.replace(b"\r\n", b"\n")
+                batch.append(event if width == 2 else event.replace(b"\r\n", b"\n"))
+        if batch:
+            yield batch
     if pending.strip():
-        yield pending.rstrip(b"\r\n") + b"\n\n"
+        yield [pending.rstrip(b"\r\n") + b"\n\n"]
 
 
 def _find_separator(buffer: bytes) -> tuple[int, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
@@ -52,10 +53,12 @@ class AdminRoutes:
             }
             for name, route in state.catalog.routes.items()
         }
+        now = time.monotonic()
         tenants = {
             name: {
-                "requests_last_minute": usage.requests.total,
-                "tokens_last_minute": usage.tokens.total,
+                # counted only where a limit of that kind applies
+                "requests_last_minute": usage.requests.used(now),
+                "tokens_last_minute": usage.tokens.used(now),
                 "usd_today": round(usage.spend.day_usd, 6),
                 "usd_this_month": round(usage.spend.month_usd, 6),
             }

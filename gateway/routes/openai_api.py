@@ -94,7 +94,7 @@ class OpenAIRoutes:
             admission=admission,
             trace=Trace(request_id),
             arrived=time.time(),
-            log_content=state.tenants.content_logging(tenant),
+            log_content=state.events is not None and state.tenants.content_logging(tenant),
         )
         return await state.inference.serve(call, chain)
 

@@ -30,26 +30,28 @@ class StreamEnd(StrEnum):
 @dataclass
 class Relay:
     upstream: EventStream
-    events: AsyncIterator[bytes]
+    batches: AsyncIterator[list[bytes]]
     transform: StreamTransform
-    first: list[bytes]
+    first: bytes
     end: StreamEnd = StreamEnd.COMPLETED
     error: UpstreamError | None = None
 
     async def body(self) -> AsyncGenerator[bytes, None]:
-        """Every client-facing event: the first ones, the rest, then the closing ones."""
-        for event in self.first:
-            yield event
+        """Every client-facing event: the first ones, the rest, then the closing ones;
+        the events of one upstream read leave in one write."""
+        yield self.first
+        feed = self.transform.feed
         try:
-            async for event in self.events:
-                for out in self.transform.feed(event):
-                    yield out
-            for out in self.transform.finish():
-                yield out
+            async for batch in self.batches:
+                out = [piece for event in batch for piece in feed(event)]
+                if out:
+                    yield b"".join(out)
+            closing = self.transform.finish()
+            if closing:
+                yield b"".join(closing)
         except UpstreamError as exc:
             self.end, self.error = StreamEnd.UPSTREAM_ERROR, exc
-            for out in self.transform.fail(exc):
-                yield out
+            yield b"".join(self.transform.fail(exc))
 
     async def close(self) -> None:
         await self.upstream.aclose()
@@ -57,19 +59,22 @@ class Relay:
 
 async def open_relay(upstream: EventStream, transform: StreamTransform) -> Relay:
     """Pull upstream events until there is something to send; raise if it fails first."""
-    events = upstream.__aiter__()
+    batches = upstream.__aiter__()
+    checked = False
     try:
         while True:
             try:
-                event = await anext(events)
+                batch = await anext(batches)
             except StopAsyncIteration:
                 raise UpstreamUnavailable("the upstream ended the stream before any data") from None
-            message = upstream_error_in(event_data(event))
-            if message is not None:
-                raise UpstreamUnavailable(f"the upstream streamed an error first: {message}")
-            first = transform.feed(event)
+            if not checked:
+                checked = True
+                message = upstream_error_in(event_data(batch[0]))
+                if message is not None:
+                    raise UpstreamUnavailable(f"the upstream streamed an error first: {message}")
+            first = [piece for event in batch for piece in transform.feed(event)]
             if first:
-                return Relay(upstream, events, transform, first)
+                return Relay(upstream, batches, transform, b"".join(first))
     except BaseException:
         await upstream.aclose()
         raise
