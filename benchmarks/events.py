@@ -51,8 +51,11 @@ admin: {{api_key_env: BENCH_ADMIN}}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="flywheel bench events", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="flywheel bench events",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--events", type=int, default=50_000, help="events per backend")
     parser.add_argument("--requests", type=int, default=3000, help="requests per latency run")
     parser.add_argument("--flips", type=int, default=40, help="kill-switch flips per backend")
@@ -68,13 +71,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def sample_event(i: int) -> InteractionEvent:
     """About 1 KB of JSON, like a short chat request with content logging on."""
     return InteractionEvent(
-        request_id=f"req_bench_{i:012d}", tenant="bench", key_id="k", user=f"user-{i % 97}",
-        ts=time.time(), endpoint="chat/completions", model="fast", route="fast",
-        provider="mock", upstream_model="mock-small", attempts=1, status=200,
-        latency_ms=12.5, upstream_ms=12.0, input_tokens=40, output_tokens=60, cost_usd=1e-5,
+        request_id=f"req_bench_{i:012d}",
+        tenant="bench",
+        key_id="k",
+        user=f"user-{i % 97}",
+        ts=time.time(),
+        endpoint="chat/completions",
+        model="fast",
+        route="fast",
+        provider="mock",
+        upstream_model="mock-small",
+        attempts=1,
+        status=200,
+        latency_ms=12.5,
+        upstream_ms=12.0,
+        input_tokens=40,
+        output_tokens=60,
+        cost_usd=1e-5,
         context=RequestContext(input_chars=160, messages=2),
-        request={"messages": [{"role": "system", "content": "You are helpful. " * 8},
-                              {"role": "user", "content": f"Question number {i}: " + "x" * 200}]},
+        request={
+            "messages": [
+                {"role": "system", "content": "You are helpful. " * 8},
+                {"role": "user", "content": f"Question number {i}: " + "x" * 200},
+            ]
+        },
         response={"content": "An answer. " * 30, "finish_reason": "stop"},
     )
 
@@ -83,8 +103,11 @@ async def throughput(url: str, count: int) -> dict[str, float]:
     store = open_store(url)
     await store.start()
     events = [sample_event(i) for i in range(count)]
-    log = EventLog(store, EventLogSettings(queue_size=count, batch_size=200, flush_interval_ms=20),
-                   EventLogMetrics(CollectorRegistry()))
+    log = EventLog(
+        store,
+        EventLogSettings(queue_size=count, flush_interval_ms=20),
+        EventLogMetrics(CollectorRegistry()),
+    )
     log.start()
     started = time.perf_counter()
     for event in events:
@@ -94,8 +117,13 @@ async def throughput(url: str, count: int) -> dict[str, float]:
     elapsed = time.perf_counter() - started
     stored = await store.stream_length("events")
     await store.close()
-    return {"events": count, "stored": stored, "events_per_s": count / elapsed,
-            "publish_us": publish_s / count * 1e6, "dropped": log.dropped}
+    return {
+        "events": count,
+        "stored": stored,
+        "events_per_s": count / elapsed,
+        "publish_us": publish_s / count * 1e6,
+        "dropped": log.dropped,
+    }
 
 
 def start_gateway(work: Path, mock: Server, store_url: str | None, name: str) -> Server:
@@ -106,9 +134,16 @@ def start_gateway(work: Path, mock: Server, store_url: str | None, name: str) ->
     config = home / "flywheel.yaml"
     config.write_text(GATEWAY_YAML.format(port=port, store_line=store_line, mock_url=mock.url))
     argv = [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port)]
-    return start_server(name, argv, port=port, ready_path="/readyz", log_path=home / "log",
-                        env=clean_env(BENCH_KEYS=API_KEY, BENCH_ADMIN=ADMIN_KEY), cwd=home,
-                        timeout_s=60)
+    return start_server(
+        name,
+        argv,
+        port=port,
+        ready_path="/readyz",
+        log_path=home / "log",
+        env=clean_env(BENCH_KEYS=API_KEY, BENCH_ADMIN=ADMIN_KEY),
+        cwd=home,
+        timeout_s=60,
+    )
 
 
 def latency_on_off(work: Path, mock: Server, store_url: str, requests: int) -> dict[str, Any]:
@@ -118,9 +153,16 @@ def latency_on_off(work: Path, mock: Server, store_url: str, requests: int) -> d
         results: dict[str, list[LoadResult]] = {"off": [], "on": []}
         for _ in range(2):  # interleaved, so drift on this shared machine hits both
             for label, server in (("off", off), ("on", on)):
-                spec = LoadSpec(url=server.url, model="bench-model", concurrency=16,
-                                requests=requests, warmup=200, api_key=API_KEY,
-                                label=f"logging {label}", cpu_pids=(server.pid,))
+                spec = LoadSpec(
+                    url=server.url,
+                    model="bench-model",
+                    concurrency=16,
+                    requests=requests,
+                    warmup=200,
+                    api_key=API_KEY,
+                    label=f"logging {label}",
+                    cpu_pids=(server.pid,),
+                )
                 results[label].append(run_subprocess(spec))
         out: dict[str, Any] = {}
         for label, runs in results.items():
@@ -161,30 +203,51 @@ def propagation(work: Path, mock: Server, store_url: str, flips: int, tag: str) 
         a.stop()
         b.stop()
     ordered = sorted(samples)
-    return {"flips": flips, "p50_ms": percentile(ordered, 50), "p99_ms": percentile(ordered, 99),
-            "max_ms": ordered[-1]}
+    return {
+        "flips": flips,
+        "p50_ms": percentile(ordered, 50),
+        "p99_ms": percentile(ordered, 99),
+        "max_ms": ordered[-1],
+    }
 
 
 def render(figures: dict[str, Any]) -> str:
-    lines = ["", "Event log throughput (one process, EventLog -> store, ~1 KB events)",
-             f"{'backend':<8} {'events':>8} {'stored':>8} {'events/s':>10} {'publish us':>11}"]
+    lines = [
+        "",
+        "Event log throughput (one process, EventLog -> store, ~1 KB events)",
+        f"{'backend':<8} {'events':>8} {'stored':>8} {'events/s':>10} {'publish us':>11}",
+    ]
     for name, row in figures["throughput"].items():
-        lines.append(f"{name:<8} {row['events']:>8} {row['stored']:>8} "
-                     f"{row['events_per_s']:>10,.0f} {row['publish_us']:>11.2f}")
+        lines.append(
+            f"{name:<8} {row['events']:>8} {row['stored']:>8} "
+            f"{row['events_per_s']:>10,.0f} {row['publish_us']:>11.2f}"
+        )
     lat = figures["latency"]
-    lines += ["", f"Gateway latency at concurrency 16, event log on ({lat['store']}) vs off",
-              f"{'logging':<8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms/req':>11}"]
+    lines += [
+        "",
+        f"Gateway latency at concurrency 16, event log on ({lat['store']}) vs off",
+        f"{'logging':<8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms/req':>11}",
+    ]
     for label in ("off", "on"):
         row = lat[label]
-        lines.append(f"{label:<8} {row['rps']:>8,.0f} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
-                     f"{row['cpu_ms_per_request']:>11.3f}")
-    lines.append(f"difference: p50 {lat['p50_difference_ms']:+.2f} ms, "
-                 f"p99 {lat['p99_difference_ms']:+.2f} ms")
-    lines += ["", "Kill-switch propagation across two gateway processes",
-              f"{'backend':<8} {'flips':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"]
+        lines.append(
+            f"{label:<8} {row['rps']:>8,.0f} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
+            f"{row['cpu_ms_per_request']:>11.3f}"
+        )
+    lines.append(
+        f"difference: p50 {lat['p50_difference_ms']:+.2f} ms, "
+        f"p99 {lat['p99_difference_ms']:+.2f} ms"
+    )
+    lines += [
+        "",
+        "Kill-switch propagation across two gateway processes",
+        f"{'backend':<8} {'flips':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}",
+    ]
     for name, row in figures["propagation"].items():
-        lines.append(f"{name:<8} {row['flips']:>6} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f} "
-                     f"{row['max_ms']:>8.1f}")
+        lines.append(
+            f"{name:<8} {row['flips']:>6} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f} "
+            f"{row['max_ms']:>8.1f}"
+        )
     lines += ["", "Targets"]
     for name, ok in figures["targets"].items():
         lines.append(f"  {'PASS' if ok else 'FAIL'}  {name}")
@@ -211,8 +274,10 @@ def main(argv: list[str] | None = None) -> int:
                 figures["throughput"][name] = asyncio.run(throughput(url, args.events))
             latency_store = "redis" if "redis" in urls else next(iter(urls))
             latency_url = urls[latency_store].replace("events.db", "latency.db")
-            figures["latency"] = {"store": latency_store,
-                                  **latency_on_off(work, mock, latency_url, args.requests)}
+            figures["latency"] = {
+                "store": latency_store,
+                **latency_on_off(work, mock, latency_url, args.requests),
+            }
             for name, url in urls.items():
                 url = url.replace("events.db", "kill.db")
                 figures["propagation"][name] = propagation(work, mock, url, args.flips, name)
@@ -225,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         "redis >= 20k events/s": redis_rate is not None and redis_rate >= 20_000,
         "logging on vs off: p99 difference <= 1 ms": figures["latency"]["p99_difference_ms"] <= 1,
         "kill-switch propagation p99 <= 1 s": all(
-            row["p99_ms"] <= 1000 for row in figures["propagation"].values()),
+            row["p99_ms"] <= 1000 for row in figures["propagation"].values()
+        ),
     }
     print(render(figures))
     if args.json:

@@ -134,7 +134,9 @@ class EventsConfig(Strict):
     """The gateway's interaction log: a bounded queue flushed to the store in batches."""
 
     queue_size: int = Field(10_000, ge=1)
-    batch_size: int = Field(200, ge=1)
+    # Small batches keep each flush's serialisation (on the event loop) well under a
+    # millisecond; larger ones raise throughput at the cost of the gateway's p99.
+    batch_size: int = Field(64, ge=1)
     flush_interval_ms: float = Field(100.0, gt=0)
 
 

@@ -26,7 +26,7 @@ log = logging.getLogger("flywheel.events")
 @dataclass(frozen=True)
 class EventLogSettings:
     queue_size: int = 10_000
-    batch_size: int = 200
+    batch_size: int = 64
     flush_interval_ms: float = 100.0
     retry_max_s: float = 2.0
 

@@ -11,9 +11,9 @@ import httpx
 import pytest
 import redis
 
+from benchmarks.redis_server import RedisServer, available
 from tests.conftest import make_client
 from tests.support.processes import Server, free_port, start_server
-from tests.support.redis_server import RedisServer, available
 
 pytestmark = pytest.mark.skipif(not available(), reason="redis-server is not installed")
 

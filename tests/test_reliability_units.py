@@ -94,4 +94,6 @@ async def test_sse_events_split_across_reads_and_crlf() -> None:
 async def test_events_of_one_read_form_one_batch() -> None:
     stream = _chunks(b"data: 1\n\ndata: 2\n\ndata: 3", b"\n\n")
     assert [b async for b in iter_event_batches(stream)] == [
-        [b"data: 1\n\n", b"data: 2\n\n"], [b"data: 3\n\n"]]
+        [b"data: 1\n\n", b"data: 2\n\n"],
+        [b"data: 3\n\n"],
+    ]

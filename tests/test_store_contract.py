@@ -14,6 +14,7 @@ import orjson
 import pytest
 import redis
 
+from benchmarks.redis_server import RedisServer, available
 from gateway.events import (
     Feedback,
     InteractionEvent,
@@ -24,7 +25,6 @@ from gateway.events import (
 from gateway.store import AuditEntry, Change, Store, StoreUnavailable, StreamEntry, open_store
 from gateway.store.redis_store import RedisStore
 from gateway.store.sqlite_store import SQLiteStore
-from tests.support.redis_server import RedisServer, available
 
 ROOT = Path(__file__).resolve().parents[1]
 Opener = Callable[[], Awaitable[Store]]

@@ -15,6 +15,12 @@ def add_parser(commands: Any) -> None:
         "overhead", help="gateway overhead vs direct and vs LiteLLM proxy", add_help=False
     )
     overhead.set_defaults(run=run_overhead, accepts_rest=True)
+    events = sub.add_parser(
+        "events",
+        help="event log throughput, logging on vs off, kill-switch propagation",
+        add_help=False,
+    )
+    events.set_defaults(run=run_events, accepts_rest=True)
 
 
 def run_mock(args: argparse.Namespace, rest: list[str]) -> int:
@@ -26,6 +32,13 @@ def run_mock(args: argparse.Namespace, rest: list[str]) -> int:
 
 def run_overhead(args: argparse.Namespace, rest: list[str]) -> int:
     from benchmarks.overhead import main
+
+    status: int = main(rest)
+    return status
+
+
+def run_events(args: argparse.Namespace, rest: list[str]) -> int:
+    from benchmarks.events import main
 
     status: int = main(rest)
     return status

@@ -37,6 +37,7 @@ class OpenAIHTTPProvider:
         if config.api_key_env and os.environ.get(config.api_key_env):
             self._headers["authorization"] = f"Bearer {os.environ[config.api_key_env]}"
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -55,11 +56,14 @@ class OpenAIHTTPProvider:
             self._session = None
 
     def _timeout(self, options: CallOptions) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(
-            total=options.timeout_s,
-            sock_connect=self._config.connect_timeout_s,
-            sock_read=self._config.read_timeout_s,
-        )
+        timeout = self._timeouts.get(options.timeout_s)
+        if timeout is None:
+            timeout = self._timeouts[options.timeout_s] = aiohttp.ClientTimeout(
+                total=options.timeout_s,
+                sock_connect=self._config.connect_timeout_s,
+                sock_read=self._config.read_timeout_s,
+            )
+        return timeout
 
     def _request_headers(self, options: CallOptions) -> dict[str, str] | None:
         return {"x-request-id": options.request_id} if options.request_id else None

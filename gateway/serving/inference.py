@@ -229,8 +229,9 @@ class InferenceService:
             return
         if call.log_content and answer is not None:
             content = _json_or_none(answer)
+        # Built from values the gateway produced itself: construct without re-validating.
         self.events.publish(
-            InteractionEvent(
+            InteractionEvent.model_construct(
                 request_id=call.request_id,
                 tenant=tenant,
                 key_id=call.principal.key_id,

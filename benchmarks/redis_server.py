@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from tests.support.processes import free_port
+from benchmarks.processes import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
