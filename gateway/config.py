@@ -156,6 +156,11 @@ class FlywheelConfig(Strict):
     store: str | None = Field(None, pattern=r"^(sqlite:///|rediss?://).+")
     events: EventsConfig = EventsConfig()
     feedback: FeedbackConfig = FeedbackConfig()
+    # Per-tenant routing policies and prompt templates (directories of YAML files,
+    # relative to the working directory), reloaded when a file changes.
+    policies_dir: str = "policies"
+    templates_dir: str = "templates"
+    watch_files: bool = True
 
     @model_validator(mode="after")
     def _references(self) -> FlywheelConfig:

@@ -23,6 +23,8 @@ import yaml
 from pydantic import ValidationError
 
 from gateway.config import FlywheelConfig
+from gateway.yaml_lines import line_index as _line_index
+from gateway.yaml_lines import nearest_line as _nearest_line
 
 ENV_PREFIX = "FLYWHEEL_"
 DEFAULT_CONFIG_NAME = "embedded defaults (gateway/defaults/flywheel.yaml)"
@@ -106,35 +108,3 @@ def _explain(exc: ValidationError, text: str, source: str, overridden: set[tuple
             where = f"{source}:{_nearest_line(lines, loc)}" if lines else source
         problems.append(f"{where}: {key or '<top level>'}: {message}")
     return "invalid config\n  " + "\n  ".join(problems)
-
-
-def _line_index(text: str) -> dict[tuple[str, ...], int]:
-    """Map each key path in the YAML document to its 1-based line."""
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return {}
-    index: dict[tuple[str, ...], int] = {}
-
-    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
-        index[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                child = (*path, str(key_node.value))
-                index[child] = key_node.start_mark.line + 1
-                walk(value_node, child)
-                index[child] = key_node.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, (*path, str(i)))
-
-    if root is not None:
-        walk(root, ())
-    return index
-
-
-def _nearest_line(index: dict[tuple[str, ...], int], loc: tuple[str, ...]) -> int:
-    for end in range(len(loc), -1, -1):
-        if loc[:end] in index:
-            return index[loc[:end]]
-    return 1

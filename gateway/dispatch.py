@@ -21,6 +21,7 @@ from typing import TypeVar
 from gateway.catalog import ModelRoute
 from gateway.errors import (
     ContextLengthExceeded,
+    DeadlineExceeded,
     NoRouteAvailable,
     UpstreamContextLengthExceeded,
     UpstreamError,
@@ -45,6 +46,16 @@ class Trace:
     upstream_s: float = 0.0
     route: ModelRoute | None = None
     errors: list[str] = field(default_factory=list)
+    deadline: float | None = None  # perf_counter time by which the answer must start (SLA)
+
+    def attempt_timeout(self, route: ModelRoute) -> float | None:
+        """The model's per-attempt timeout, cut to what is left of the SLA deadline."""
+        if self.deadline is None:
+            return route.timeout_s
+        left = self.deadline - time.perf_counter()
+        if left <= 0:
+            raise DeadlineExceeded("the request's SLA deadline passed")
+        return left if route.timeout_s is None else min(left, route.timeout_s)
 
 
 class Dispatcher:
@@ -91,13 +102,19 @@ class Dispatcher:
         raise _final_error(chain, last_error, trace)
 
     async def _try_model(self, route: ModelRoute, attempt: Attempt[T], trace: Trace) -> T:
-        options = CallOptions(timeout_s=route.timeout_s, request_id=trace.request_id)
         retry = route.retry
         for number in range(retry.attempts + 1):
             trace.attempts += 1
             started = time.perf_counter()
             try:
+                options = CallOptions(
+                    timeout_s=trace.attempt_timeout(route), request_id=trace.request_id
+                )
                 result = await attempt(route, options)
+            except DeadlineExceeded as exc:
+                trace.errors.append(f"{route.name}: {exc.code}")
+                route.breaker.release()
+                raise
             except UpstreamRejected as exc:
                 trace.upstream_s += time.perf_counter() - started
                 route.breaker.record_success()  # it answered: healthy, just unwilling

@@ -124,6 +124,13 @@ class UpstreamTimeout(UpstreamError):
     default_code = "upstream_timeout"
 
 
+class DeadlineExceeded(UpstreamTimeout):
+    """The request's SLA deadline passed before an answer began: nobody's health issue."""
+
+    default_code = "sla_deadline_exceeded"
+    retry_same_model = False
+
+
 class UpstreamUnavailable(UpstreamError):
     """Connection refused or dropped, or the model's circuit breaker is open."""
 

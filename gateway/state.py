@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from gateway.auth import KeyIndex
 from gateway.catalog import ModelCatalog, build_catalog
+from gateway.classify import load_default_classifier
 from gateway.config import FlywheelConfig
 from gateway.dispatch import Dispatcher
 from gateway.event_log import EventLog, EventLogMetrics, EventLogSettings
@@ -15,6 +17,12 @@ from gateway.flags import FLAGS, KILL, Flags
 from gateway.limits import Limiter
 from gateway.maintenance import run_maintenance
 from gateway.metrics import GatewayMetrics
+from gateway.policy.checks import policy_checker
+from gateway.policy.library import PolicyLibrary
+from gateway.policy.router import Router
+from gateway.policy.strategies import LatencyTracker
+from gateway.policy.watch import reload_all, watch
+from gateway.prompting import TemplateLibrary
 from gateway.providers.base import Provider
 from gateway.providers.factory import build_provider
 from gateway.serving.inference import InferenceService
@@ -38,6 +46,7 @@ class AppState:
     metrics: GatewayMetrics
     inference: InferenceService
     flags: Flags
+    router: Router
     store: Store | None = None
     sync: StoreSync | None = None
     events: EventLog | None = None
@@ -67,6 +76,15 @@ class AppState:
             )
             events = EventLog(store, settings, EventLogMetrics(metrics.registry))
         limiter = Limiter()
+        flags = Flags(sync)
+        templates = TemplateLibrary.load_dir(Path(config.templates_dir))
+        policies = PolicyLibrary(Path(config.policies_dir), policy_checker(catalog, templates))
+        for problem in reload_all(policies, templates):
+            log.warning("policy or template rejected", extra={"fields": {"problem": problem}})
+        latency = LatencyTracker()
+        router = Router(catalog, policies, templates, load_default_classifier(), flags, latency)
+        inference = InferenceService(Dispatcher(metrics), limiter, metrics, events, latency)
+        inference.judges = dict(catalog.routes)
         return cls(
             config=config,
             providers=providers,
@@ -75,8 +93,9 @@ class AppState:
             tenants=tenants,
             limiter=limiter,
             metrics=metrics,
-            inference=InferenceService(Dispatcher(metrics), limiter, metrics, events),
-            flags=Flags(sync),
+            inference=inference,
+            flags=flags,
+            router=router,
             store=store,
             sync=sync,
             events=events,
@@ -95,6 +114,10 @@ class AppState:
         if self.store is not None:
             task = run_maintenance(self.store, self.config, self.tenants)
             self._background.append(asyncio.create_task(task, name="maintenance"))
+        if self.config.watch_files:
+            dirs = [Path(self.config.policies_dir), Path(self.config.templates_dir)]
+            watcher = watch(dirs, self.router.policies, self.router.templates)
+            self._background.append(asyncio.create_task(watcher, name="policy-watch"))
         self.ready = True
         log.info(
             "gateway ready",

@@ -33,7 +33,7 @@ def test_issue_example_parses() -> None:
 
 def test_embedded_defaults_load() -> None:
     config = load_config(None, env={})
-    assert "fast" in config.models
+    assert "mock/small" in config.models and config.store is not None
 
 
 def test_unknown_key_names_file_line_and_key(tmp_path: Path) -> None:

@@ -93,6 +93,37 @@ def add_parser(commands: Any) -> None:
         call=lambda a: ("POST", "/admin/data/delete-user", {"tenant": a.tenant, "user": a.user})
     )
 
+    classify = sub.add_parser("classify", help="show how a text is classified")
+    classify.add_argument("text")
+    classify.add_argument("--tenant", help="include this tenant's own intents")
+    classify.add_argument("--tier", choices=["fast", "auto", "semantic"], default="auto")
+    classify.set_defaults(
+        call=lambda a: (
+            "POST",
+            "/admin/classify",
+            {"text": a.text, "tenant": a.tenant, "tier": a.tier},
+        )
+    )
+
+    policy = sub.add_parser("policy", help="routing policies").add_subparsers(
+        dest="op", required=True
+    )
+    policy.add_parser("list").set_defaults(call=lambda a: ("GET", "/admin/policies", None))
+    policy.add_parser("reload").set_defaults(
+        call=lambda a: ("POST", "/admin/policies/reload", None)
+    )
+    explain = policy.add_parser("explain", help="the whole decision for a text")
+    explain.add_argument("text")
+    explain.add_argument("--tenant", required=True)
+    explain.add_argument("--model", default="auto", help="the (virtual) model requested")
+    explain.add_argument("--sla", help="the SLA header's value")
+    explain.add_argument("--user")
+    explain.set_defaults(call=_explain)
+    put = policy.add_parser("put", help="upload a policy file (kept in memory)")
+    put.add_argument("tenant")
+    put.add_argument("file")
+    put.set_defaults(call=_put_policy)
+
     sub.add_parser("status", help="breakers, chains, usage").set_defaults(
         call=lambda a: ("GET", "/admin/status", None)
     )
@@ -129,6 +160,23 @@ def run(args: argparse.Namespace, rest: list[str]) -> int:
         return 1
     print(json.dumps(payload, indent=2, sort_keys=True))
     return 0
+
+
+def _explain(a: argparse.Namespace) -> tuple[str, str, dict[str, Any]]:
+    body: dict[str, Any] = {"tenant": a.tenant, "text": a.text, "model": a.model}
+    if a.sla:
+        body["headers"] = {"x-flywheel-sla": a.sla}
+    if a.user:
+        body["user"] = a.user
+    return "POST", "/admin/policies/explain", body
+
+
+def _put_policy(a: argparse.Namespace) -> tuple[str, str, bytes]:
+    try:
+        with open(a.file, "rb") as handle:
+            return "PUT", f"/admin/policies/{a.tenant}", handle.read()
+    except OSError as exc:
+        raise ValueError(f"cannot read {a.file}: {exc}") from None
 
 
 def _flag_get(a: argparse.Namespace) -> tuple[str, str, None]:

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace, rest: list[str]) -> int:
         f"  admin key:  {os.environ['FLYWHEEL_ADMIN_KEY']}\n"
         f"  try: curl -s http://127.0.0.1:{port}/v1/chat/completions "
         f"-H 'Authorization: Bearer {DEV_KEY}' -H 'content-type: application/json' "
-        '-d \'{"model": "fast", "messages": [{"role": "user", "content": "hi"}]}\'\n',
+        '-d \'{"model": "auto", "messages": [{"role": "user", "content": "hi"}]}\'\n',
         flush=True,
     )
     try:

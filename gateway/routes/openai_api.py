@@ -79,8 +79,11 @@ class OpenAIRoutes:
             body = parse_json(raw)
             wire = validate(_WIRE[endpoint], body)
             model: str = wire.model  # type: ignore[attr-defined]
-            chain = state.catalog.resolve(tenant, model)
-            admission = state.limiter.admit(principal, estimate_tokens(raw))
+            estimate = estimate_tokens(raw)
+            plan = await state.router.plan(
+                tenant, endpoint.value, body, request.headers, request_id, estimate
+            )
+            admission = state.limiter.admit(principal, estimate)
         except GatewayError as exc:
             self._rejected(request_id, tenant, endpoint, exc)
             return error_response(exc, {"x-flywheel-request-id": request_id})
@@ -90,13 +93,14 @@ class OpenAIRoutes:
             principal=principal,
             endpoint=endpoint,
             model=model,
-            body=body,
+            body=plan.body,
             admission=admission,
             trace=Trace(request_id),
             arrived=time.time(),
             log_content=state.events is not None and state.tenants.content_logging(tenant),
+            plan=plan,
         )
-        return await state.inference.serve(call, chain)
+        return await state.inference.serve(call, plan.chain)
 
     def _rejected(
         self, request_id: str, tenant: str, endpoint: Endpoint, exc: GatewayError

@@ -7,13 +7,97 @@ is assembled from the chunks the relay captured, here, after the client has it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway.events import RequestContext
+from gateway.errors import GatewayError
+from gateway.events import InteractionEvent, RequestContext, RoutingDecision, TemplateRef
 from gateway.providers.base import Endpoint
 from gateway.providers.sse import event_data
+
+if TYPE_CHECKING:
+    from gateway.policy.router import RoutePlan
+    from gateway.serving.inference import Call
+    from gateway.serving.relay import StreamEnd
+    from gateway.serving.usage import Usage
+
+
+def build_event(
+    call: Call,
+    usage: Usage,
+    status: int,
+    total_s: float,
+    cost: float,
+    error: GatewayError | None,
+    stream_end: StreamEnd | None,
+    content: dict[str, Any] | None,
+) -> InteractionEvent:
+    """The request's event; built from the gateway's own values, so not re-validated."""
+    trace, route, plan = call.trace, call.trace.route, call.plan
+    context = context_of(call.endpoint, call.body)
+    routing = RoutingDecision()
+    template = None
+    if plan is not None:
+        c = plan.classification
+        context = context.model_copy(
+            update={"intent": c.intent, "complexity": c.complexity, "complexity_tier": c.tier}
+        )
+        routing = RoutingDecision(
+            strategy=plan.strategy,
+            arm=plan.arm,
+            propensity=plan.propensity,
+            policy_version=plan.policy_version,
+        )
+        if plan.template is not None:
+            template = TemplateRef(id=plan.template[0], version=plan.template[1])
+    user = call.body.get("user")
+    return InteractionEvent.model_construct(
+        request_id=call.request_id,
+        tenant=call.principal.tenant,
+        key_id=call.principal.key_id,
+        user=user if isinstance(user, str) else None,
+        ts=call.arrived,
+        endpoint=call.endpoint.value,
+        model=call.model,
+        context=context,
+        template=template,
+        routing=routing,
+        route=route.name if route else None,
+        provider=route.provider.name if route else None,
+        upstream_model=route.upstream_model if route else None,
+        adapter=None,
+        attempts=trace.attempts,
+        fallbacks=trace.fallbacks,
+        errors=trace.errors,
+        stream=call.stream,
+        stream_end=stream_end.value if stream_end else None,
+        status=status,
+        error=error.message if error else None,
+        latency_ms=total_s * 1000,
+        ttft_ms=call.ttft_s * 1000 if call.ttft_s is not None else None,
+        upstream_ms=trace.upstream_s * 1000,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cost_usd=cost,
+        request=call.body if call.log_content else None,
+        response=content if call.log_content else None,
+        schema_version=1,
+    )
+
+
+def plan_headers(plan: RoutePlan | None) -> dict[str, str]:
+    """What the routing decided, for the response headers."""
+    if plan is None:
+        return {}
+    headers = {"x-flywheel-intent": plan.classification.intent}
+    if plan.template is not None:
+        template_id, version, variant = plan.template
+        headers["x-flywheel-template"] = f"{template_id}@{version}/{variant}"
+    if plan.rule is not None:
+        headers["x-flywheel-rule"] = plan.rule
+        headers["x-flywheel-strategy"] = plan.strategy
+    return headers
 
 
 def context_of(endpoint: Endpoint, body: dict[str, Any]) -> RequestContext:

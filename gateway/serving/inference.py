@@ -25,9 +25,13 @@ from gateway.http import JSON, error_response
 from gateway.limits import Admission, Limiter
 from gateway.logs import log_event
 from gateway.metrics import GatewayMetrics
+from gateway.policy.model import EnsembleSpec
+from gateway.policy.router import RoutePlan
+from gateway.policy.strategies import LatencyTracker
 from gateway.providers.base import CallOptions, Endpoint
 from gateway.responses_api import chat_request_from_responses, response_from_chat
-from gateway.serving.event_builder import context_of
+from gateway.serving.ensemble import run_ensemble
+from gateway.serving.event_builder import build_event, plan_headers
 from gateway.serving.relay import Relay, SSEResponse, StreamEnd, open_relay
 from gateway.serving.transforms import (
     ChatPassthrough,
@@ -56,6 +60,10 @@ class Call:
     arrived: float = 0.0  # unix time, for the interaction event
     log_content: bool = True
     ttft_s: float | None = None
+    plan: RoutePlan | None = None
+    # Calls made for this request besides the answer's (ensemble members, a judge).
+    extra_usd: float = 0.0
+    extra_tokens: int = 0
     _chat_body: dict[str, Any] | None = None
 
     @property
@@ -86,16 +94,24 @@ class InferenceService:
         limiter: Limiter,
         metrics: GatewayMetrics,
         events: EventSink | None = None,
+        latency: LatencyTracker | None = None,
     ) -> None:
         self._dispatcher = dispatcher
         self._limiter = limiter
         self._metrics = metrics
         self.events = events
+        self._latency = latency or LatencyTracker()
+        self.judges: dict[str, ModelRoute] = {}  # every model, for ensemble judges
 
     async def serve(self, call: Call, chain: tuple[ModelRoute, ...]) -> Response | SSEResponse:
+        plan = call.plan
+        if plan is not None and plan.deadline_s is not None:
+            call.trace.deadline = call.started + plan.deadline_s
         try:
             if call.stream:
                 relay = await self._dispatcher.run(chain, self._stream_attempt(call), call.trace)
+            elif plan is not None and plan.ensemble is not None and call.endpoint is Endpoint.CHAT:
+                answer = await self._ensemble(call, chain, plan.ensemble)
             else:
                 answer = await self._dispatcher.run(chain, self._attempt(call), call.trace)
         except GatewayError as exc:
@@ -107,6 +123,32 @@ class InferenceService:
             return SSEResponse(relay, self.headers(call), lambda r: self._stream_done(call, r))
         self.finish(call, answer.usage, status=200, answer=answer.body)
         return Response(answer.body, 200, self.headers(call), media_type=JSON)
+
+    async def _ensemble(
+        self, call: Call, chain: tuple[ModelRoute, ...], spec: EnsembleSpec
+    ) -> Answer:
+        judge = self._judge_route(chain, spec)
+        result = await run_ensemble(
+            self._dispatcher, spec, chain, self._attempt(call), call.request_id, call.body, judge
+        )
+        trace, winner = call.trace, result.winner
+        trace.route = winner.route
+        trace.fallbacks = chain.index(winner.route)
+        extras = [*result.others, *([result.judge] if result.judge else [])]
+        for candidate in (winner, *extras):
+            trace.attempts += candidate.trace.attempts
+            trace.upstream_s = max(trace.upstream_s, candidate.trace.upstream_s)
+            trace.errors += candidate.trace.errors
+        call.extra_usd = sum(c.cost for c in extras)
+        call.extra_tokens = sum(c.usage.total for c in extras)
+        if call.plan is not None:
+            call.plan.explain.append(result.note)
+        return Answer(winner.body, winner.usage)
+
+    def _judge_route(self, chain: tuple[ModelRoute, ...], spec: EnsembleSpec) -> ModelRoute | None:
+        if spec.judge is None:
+            return None
+        return next((r for r in chain if r.name == spec.judge), None) or self.judges.get(spec.judge)
 
     def _attempt(self, call: Call) -> Any:
         async def attempt(route: ModelRoute, options: CallOptions) -> Answer:
@@ -150,7 +192,8 @@ class InferenceService:
         trace = call.trace
         elapsed = time.perf_counter() - call.started
         overhead_ms = max(0.0, (elapsed - trace.upstream_s) * 1000)
-        headers = {
+        headers = plan_headers(call.plan)
+        headers |= {
             "x-flywheel-request-id": call.request_id,
             "x-flywheel-fallbacks": str(trace.fallbacks),
             "x-flywheel-attempts": str(trace.attempts),
@@ -192,7 +235,9 @@ class InferenceService:
         route = trace.route
         route_name = route.name if route is not None else ""
         cost = route.cost_usd(usage.input_tokens, usage.output_tokens) if route else 0.0
-        self._limiter.settle(call.admission, usage.total if route else 0, cost)
+        cost += call.extra_usd  # every call an ensemble made is paid for
+        tokens = (usage.total if route else 0) + call.extra_tokens
+        self._limiter.settle(call.admission, tokens, cost)
         endpoint = call.endpoint.value
         metrics.requests.labels(tenant, call.model, route_name, endpoint, str(status)).inc()
         metrics.latency.labels(tenant, call.model, endpoint).observe(total_s)
@@ -225,41 +270,14 @@ class InferenceService:
             cost_usd=round(cost, 8),
             error=error.message if error else None,
         )
-        if self.events is None:
-            return
-        if call.log_content and answer is not None:
-            content = _json_or_none(answer)
-        # Built from values the gateway produced itself: construct without re-validating.
-        self.events.publish(
-            InteractionEvent.model_construct(
-                request_id=call.request_id,
-                tenant=tenant,
-                key_id=call.principal.key_id,
-                user=call.body.get("user") if isinstance(call.body.get("user"), str) else None,
-                ts=call.arrived,
-                endpoint=endpoint,
-                model=call.model,
-                context=context_of(call.endpoint, call.body),
-                route=route_name or None,
-                provider=route.provider.name if route else None,
-                upstream_model=route.upstream_model if route else None,
-                attempts=trace.attempts,
-                fallbacks=trace.fallbacks,
-                errors=trace.errors,
-                stream=call.stream,
-                stream_end=stream_end.value if stream_end else None,
-                status=status,
-                error=error.message if error else None,
-                latency_ms=total_s * 1000,
-                ttft_ms=call.ttft_s * 1000 if call.ttft_s is not None else None,
-                upstream_ms=trace.upstream_s * 1000,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cost_usd=cost,
-                request=call.body if call.log_content else None,
-                response=content if call.log_content else None,
+        if route is not None and status == 200:
+            self._latency.observe(route_name, trace.upstream_s)
+        if self.events is not None:
+            if call.log_content and answer is not None:
+                content = _json_or_none(answer)
+            self.events.publish(
+                build_event(call, usage, status, total_s, cost, error, stream_end, content)
             )
-        )
 
 
 def _json_or_none(raw: bytes) -> dict[str, Any] | None:

@@ -1,0 +1,43 @@
+"""Cross-checks of a policy against the rest of the system, at load time: every model a
+rule names exists, every template it names is loaded, a judge is a known model."""
+
+from __future__ import annotations
+
+from gateway.catalog import ModelCatalog
+from gateway.policy.library import Checker
+from gateway.policy.model import Policy
+from gateway.prompting import TemplateLibrary
+
+
+def policy_checker(catalog: ModelCatalog, templates: TemplateLibrary) -> Checker:
+    def check(policy: Policy) -> list[tuple[tuple[str, ...], str]]:
+        found: list[tuple[tuple[str, ...], str]] = []
+        for i, rule in enumerate(policy.rules):
+            where = ("rules", str(i), "route")
+            for name in rule.route.chain:
+                if name not in catalog.routes:
+                    found.append(((*where, "chain"), f"unknown model {name!r}"))
+            ensemble = rule.route.ensemble
+            if ensemble is not None and ensemble.judge and ensemble.judge not in catalog.routes:
+                found.append(((*where, "ensemble", "judge"), f"unknown model {ensemble.judge!r}"))
+            if rule.route.template and not _has(templates, rule.route.template):
+                found.append(((*where, "template"), f"unknown template {rule.route.template!r}"))
+        for intent, ref in policy.templates.items():
+            template_id, _, version = ref.partition("@")
+            loaded = templates.get(template_id, version or None)
+            if loaded is None:
+                found.append((("templates", intent), f"unknown template {ref!r}"))
+                continue
+            for problem in loaded.variable_problems(policy.template_variables):
+                found.append((("template_variables",), f"{ref}: {problem}"))
+        for name in policy.virtual_models:
+            if name in catalog.routes:
+                found.append((("virtual_models",), f"{name!r} is also a model in flywheel.yaml"))
+        return found
+
+    return check
+
+
+def _has(templates: TemplateLibrary, ref: str) -> bool:
+    template_id, _, version = ref.partition("@")
+    return templates.get(template_id, version or None) is not None

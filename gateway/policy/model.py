@@ -1,0 +1,134 @@
+"""The shape of `policies/<tenant>.yaml`: a tenant's routing policy, strictly validated.
+
+```yaml
+tenant: acme
+version: "4"
+virtual_models: [auto, fast, precise]   # names this policy resolves
+allow_concrete_models: true             # may a request name a model from flywheel.yaml?
+intents: {billing: ["I was charged twice", ...]}   # extra intents, learned at load
+templates: {default: general, code: code, billing: support}   # intent -> template id[@version]
+template_variables: {company: Acme}
+budgets: {max_cost_usd: 0.05}
+sla: {header: x-flywheel-sla, default: standard,
+      tiers: {interactive: {timeout_ms: 3000}, standard: {timeout_ms: 30000}}}
+rules:                                   # matched top-down; the first match routes
+  - name: quick
+    when: {model: [auto, fast], intent: [chat, translate], complexity: {max: 0.4}}
+    route: {strategy: lowest_latency, chain: [local-small, fast]}
+```
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Strategy = Literal["first", "weighted", "lowest_latency", "lowest_cost", "ensemble", "bandit"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Range(Strict):
+    min: float = 0.0
+    max: float = 1.0
+
+
+class When(Strict):
+    """Every given condition must hold; an empty `when` matches everything."""
+
+    model: list[str] | None = None  # the (virtual) model the request named
+    intent: list[str] | None = None
+    complexity: Range | None = None
+    tier: list[Literal["low", "medium", "high"]] | None = None
+    multimodal: bool | None = None
+    has_tools: bool | None = None
+    metadata: dict[str, str] | None = None  # request `metadata` values that must equal
+    sla: list[str] | None = None
+
+
+class EnsembleSpec(Strict):
+    n: int = Field(2, ge=2, le=8)
+    # first: hedge, the first success wins and the rest are cancelled; judge: a judge
+    # model picks the best answer; consensus: the answer closest to the others wins.
+    select: Literal["first", "judge", "consensus"] = "first"
+    judge: str | None = None
+
+    @model_validator(mode="after")
+    def _judge_named(self) -> EnsembleSpec:
+        if self.select == "judge" and not self.judge:
+            raise ValueError("select: judge needs `judge: <model>`")
+        return self
+
+
+class Route(Strict):
+    strategy: Strategy = "first"
+    chain: list[str] = Field(min_length=1)
+    weights: list[float] | None = None
+    ensemble: EnsembleSpec | None = None
+    template: str | None = None  # overrides the policy's intent -> template choice
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Route:
+        if self.strategy == "weighted":
+            if self.weights is None or len(self.weights) != len(self.chain):
+                raise ValueError("strategy weighted needs one weight per chain entry")
+            if any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
+                raise ValueError("weights must be >= 0 and not all zero")
+        if self.strategy == "ensemble" and self.ensemble is None:
+            object.__setattr__(self, "ensemble", EnsembleSpec())
+        return self
+
+
+class Rule(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    when: When = When()
+    route: Route
+
+
+class SLATier(Strict):
+    timeout_ms: float = Field(gt=0)
+
+
+class SLA(Strict):
+    header: str = "x-flywheel-sla"
+    default: str | None = None
+    tiers: dict[str, SLATier] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _default_known(self) -> SLA:
+        if self.default is not None and self.default not in self.tiers:
+            raise ValueError(f"sla.default {self.default!r} is not one of the tiers")
+        return self
+
+
+class Budgets(Strict):
+    max_cost_usd: float | None = Field(None, gt=0)
+    # expected answer length for cost estimates when a request sets no max_tokens
+    expected_output_tokens: int = Field(256, ge=1)
+
+
+class Policy(Strict):
+    tenant: str
+    version: str = "1"
+    virtual_models: list[str] = Field(default_factory=lambda: ["auto"])
+    allow_concrete_models: bool = True
+    intents: dict[str, list[str]] = Field(default_factory=dict)
+    templates: dict[str, str] = Field(default_factory=dict)
+    template_variables: dict[str, str] = Field(default_factory=dict)
+    budgets: Budgets = Budgets()
+    sla: SLA = SLA()
+    rules: list[Rule] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> Policy:
+        names = [rule.name for rule in self.rules]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"rule names must be unique: {', '.join(duplicates)}")
+        for intent, examples in self.intents.items():
+            if len(examples) < 3:
+                raise ValueError(f"intent {intent!r} needs at least 3 example utterances")
+        return self

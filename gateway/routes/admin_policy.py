@@ -1,0 +1,172 @@
+"""Admin API for routing policies, templates and the classifier: list, reload, upload,
+explain a decision, classify a text. `flywheel ctl policy ...` and `ctl classify` use it."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.classify import request_text
+from gateway.errors import GatewayError, InvalidRequest
+from gateway.http import error_response, json_response, parse_json, read_body
+from gateway.policy.library import PolicyError
+from gateway.policy.watch import reload_all
+from gateway.protocol import Wire, validate
+from gateway.serving.usage import estimate_tokens
+from gateway.state import AppState
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ExplainBody(Wire):
+    tenant: str
+    text: str | None = None
+    messages: list[dict[str, Any]] | None = None
+    model: str = "auto"
+    headers: dict[str, str] = Field(default_factory=dict)
+    user: str | None = None
+
+
+class ClassifyBody(Wire):
+    text: str = Field(min_length=1)
+    tenant: str | None = None
+    tier: Literal["fast", "auto", "semantic"] = "auto"
+
+
+class AdminPolicyRoutes:
+    def __init__(self, state: AppState) -> None:
+        self._state = state
+
+    def routes(self) -> list[Route]:
+        guard = self._guard
+        return [
+            Route("/admin/policies", guard(self.list_policies), methods=["GET"]),
+            Route("/admin/policies/reload", guard(self.reload), methods=["POST"]),
+            Route("/admin/policies/explain", guard(self.explain), methods=["POST"]),
+            Route("/admin/policies/{tenant}", guard(self.put_policy), methods=["PUT"]),
+            Route("/admin/classify", guard(self.classify), methods=["POST"]),
+        ]
+
+    def _guard(self, handler: Handler) -> Handler:
+        async def guarded(request: Request) -> Response:
+            try:
+                self._state.keys.authenticate_admin(request.headers.get("authorization"))
+                return await handler(request)
+            except GatewayError as exc:
+                return error_response(exc)
+
+        return guarded
+
+    async def list_policies(self, request: Request) -> Response:
+        router = self._state.router
+        return json_response(
+            {
+                "policies": {
+                    tenant: {
+                        "version": loaded.policy.version,
+                        "source": loaded.source,
+                        "rules": [r.name for r in loaded.policy.rules],
+                        "virtual_models": loaded.policy.virtual_models,
+                    }
+                    for tenant, loaded in sorted(router.policies.all().items())
+                },
+                "templates": router.templates.describe(),
+                "errors": [*router.templates.errors, *router.policies.errors],
+            }
+        )
+
+    async def reload(self, request: Request) -> Response:
+        router = self._state.router
+        problems = reload_all(router.policies, router.templates)
+        return json_response({"reloaded": True, "errors": problems}, 400 if problems else 200)
+
+    async def put_policy(self, request: Request) -> Response:
+        tenant = request.path_params["tenant"]
+        raw = await read_body(request, self._state.config.server.max_body_bytes)
+        try:
+            policy = self._state.router.policies.put(raw.decode("utf-8"), tenant)
+        except UnicodeDecodeError:
+            raise InvalidRequest("the policy must be UTF-8 YAML text") from None
+        except PolicyError as exc:
+            return json_response(
+                {
+                    "error": {
+                        "message": str(exc),
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": "invalid_policy",
+                    },
+                    "problems": exc.problems,
+                },
+                400,
+            )
+        if policy.tenant != tenant:
+            raise InvalidRequest(f"the policy is for tenant {policy.tenant!r}, not {tenant!r}")
+        return json_response({"tenant": tenant, "version": policy.version, "source": "admin"})
+
+    async def explain(self, request: Request) -> Response:
+        raw = await read_body(request, self._state.config.server.max_body_bytes)
+        body: ExplainBody = validate(ExplainBody, parse_json(raw))  # type: ignore[assignment]
+        messages = body.messages or [{"role": "user", "content": body.text or ""}]
+        chat: dict[str, Any] = {"model": body.model, "messages": messages}
+        if body.user:
+            chat["user"] = body.user
+        request_id = "explain_" + secrets.token_hex(6)
+        plan = await self._state.router.plan(
+            body.tenant, "chat/completions", chat, body.headers, request_id, estimate_tokens(raw)
+        )
+        c = plan.classification
+        return json_response(
+            {
+                "tenant": body.tenant,
+                "classification": {
+                    "intent": c.intent,
+                    "confidence": c.confidence,
+                    "complexity": c.complexity,
+                    "tier": c.tier,
+                    "source": c.source,
+                },
+                "rule": plan.rule,
+                "strategy": plan.strategy,
+                "policy_version": plan.policy_version,
+                "template": "@".join(plan.template[:2]) + f"/{plan.template[2]}"
+                if plan.template
+                else None,
+                "chain": [r.name for r in plan.chain],
+                "propensity": plan.propensity,
+                "deadline_s": plan.deadline_s,
+                "messages_sent": plan.body.get("messages"),
+                "explain": plan.explain,
+            }
+        )
+
+    async def classify(self, request: Request) -> Response:
+        raw = await read_body(request, self._state.config.server.max_body_bytes)
+        body: ClassifyBody = validate(ClassifyBody, parse_json(raw))  # type: ignore[assignment]
+        router = self._state.router
+        policy = router.policies.get(body.tenant) if body.tenant else None
+        classifier = (
+            router.classifier.for_tenant(policy.intents)
+            if policy and policy.intents
+            else router.classifier
+        )
+        view = request_text(
+            "chat/completions", {"messages": [{"role": "user", "content": body.text}]}
+        )
+        c = await classifier.aclassify(view, tier=body.tier)
+        return json_response(
+            {
+                "intent": c.intent,
+                "confidence": c.confidence,
+                "complexity": c.complexity,
+                "tier": c.tier,
+                "source": c.source,
+                "scores": c.scores,
+            }
+        )

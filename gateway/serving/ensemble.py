@@ -1,0 +1,181 @@
+"""Ensembles: call N candidates in parallel and answer with one, accounting every call.
+
+- first: hedging. The first success wins and the others are cancelled.
+- judge: all answer; a judge model reads the question and the numbered answers and
+  names the best; its call is accounted too.
+- consensus: all answer; the one closest to the others (mean token Jaccard) wins, a
+  self-consistency vote that needs no extra call.
+
+Each candidate runs through the dispatcher on its own (retries and its breaker apply;
+no fallback to the others, which are already running).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gateway.catalog import ModelRoute
+from gateway.dispatch import Attempt, Dispatcher, Trace
+from gateway.errors import NoRouteAvailable, UpstreamError
+from gateway.policy.model import EnsembleSpec
+from gateway.providers.base import CallOptions, Endpoint
+from gateway.serving.usage import Usage, usage_from
+
+JUDGE_PROMPT = (
+    "You are judging answers to the same request. Read the request and the numbered "
+    "answers, then reply with only the number of the best answer (most correct, most "
+    "helpful, follows the instructions).\n\nREQUEST:\n{question}\n\n{answers}\n\nBest answer:"
+)
+
+
+@dataclass(slots=True)
+class Candidate:
+    route: ModelRoute
+    body: bytes
+    usage: Usage
+    trace: Trace
+
+    @property
+    def cost(self) -> float:
+        return self.route.cost_usd(self.usage.input_tokens, self.usage.output_tokens)
+
+    def text(self) -> str:
+        try:
+            data = orjson.loads(self.body)
+            return str(data["choices"][0]["message"].get("content") or "")
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+            return ""
+
+
+@dataclass(slots=True)
+class EnsembleResult:
+    winner: Candidate
+    others: list[Candidate]  # answered (or judged) but not chosen: their cost still counts
+    judge: Candidate | None
+    note: str
+
+
+async def run_ensemble(
+    dispatcher: Dispatcher,
+    spec: EnsembleSpec,
+    chain: tuple[ModelRoute, ...],
+    attempt: Attempt[Any],
+    request_id: str,
+    request_body: dict[str, Any],
+    judge_route: ModelRoute | None,
+) -> EnsembleResult:
+    candidates = chain[: spec.n]
+
+    async def call(route: ModelRoute) -> Candidate:
+        trace = Trace(request_id)
+        answer = await dispatcher.run((route,), attempt, trace)
+        return Candidate(route, answer.body, answer.usage, trace)
+
+    tasks = [asyncio.create_task(call(route)) for route in candidates]
+    try:
+        if spec.select == "first":
+            return await _first(tasks)
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        for task in tasks:
+            task.cancel()
+    answers = [c for c in done if isinstance(c, Candidate)]
+    if not answers:
+        errors = [e for e in done if isinstance(e, UpstreamError)]
+        raise errors[0] if errors else NoRouteAvailable("every ensemble candidate failed")
+    if len(answers) == 1:
+        return EnsembleResult(answers[0], [], None, "one candidate answered")
+    if spec.select == "consensus":
+        best = max(range(len(answers)), key=lambda i: _agreement(answers, i))
+        return EnsembleResult(
+            answers[best],
+            answers[:best] + answers[best + 1 :],
+            None,
+            f"consensus picked {answers[best].route.name}",
+        )
+    return await _judge(dispatcher, answers, judge_route, request_id, request_body)
+
+
+async def _first(tasks: list[asyncio.Task[Candidate]]) -> EnsembleResult:
+    pending = set(tasks)
+    last: BaseException | None = None
+    while pending:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task.exception() is None:
+                return EnsembleResult(
+                    task.result(), [], None, f"hedge won by {task.result().route.name}"
+                )
+            last = task.exception()
+    if isinstance(last, UpstreamError):
+        raise last
+    raise NoRouteAvailable("every ensemble candidate failed")
+
+
+def _tokens(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower()))
+
+
+def _agreement(answers: list[Candidate], index: int) -> float:
+    mine = _tokens(answers[index].text())
+    scores = []
+    for j, other in enumerate(answers):
+        if j != index:
+            theirs = _tokens(other.text())
+            union = mine | theirs
+            scores.append(len(mine & theirs) / len(union) if union else 0.0)
+    return sum(scores) / len(scores)
+
+
+async def _judge(
+    dispatcher: Dispatcher,
+    answers: list[Candidate],
+    judge_route: ModelRoute | None,
+    request_id: str,
+    request_body: dict[str, Any],
+) -> EnsembleResult:
+    if judge_route is None:
+        return EnsembleResult(answers[0], answers[1:], None, "no judge available: first answer")
+    messages = request_body.get("messages") or []
+    question = "\n".join(str(m.get("content")) for m in messages if m.get("role") == "user")
+    numbered = "\n\n".join(f"ANSWER {i + 1}:\n{a.text()}" for i, a in enumerate(answers))
+    body = {
+        "messages": [
+            {
+                "role": "user",
+                "content": JUDGE_PROMPT.format(
+                    question=question[-4000:], answers=numbered[-12000:]
+                ),
+            }
+        ],
+        "max_tokens": 8,
+        "temperature": 0,
+    }
+
+    async def ask(route: ModelRoute, options: CallOptions) -> Candidate:
+        raw = await route.provider.send(
+            Endpoint.CHAT, {**body, "model": route.upstream_model}, options
+        )
+        usage = usage_from(orjson.loads(raw)) or Usage()
+        return Candidate(route, raw, usage, Trace(request_id))
+
+    try:
+        verdict = await dispatcher.run((judge_route,), ask, Trace(request_id))
+    except UpstreamError:
+        return EnsembleResult(answers[0], answers[1:], None, "judge failed: first answer")
+    match = re.search(r"\d+", verdict.text())
+    pick = int(match.group()) - 1 if match else 0
+    if not 0 <= pick < len(answers):
+        pick = 0
+    others = answers[:pick] + answers[pick + 1 :]
+    return EnsembleResult(
+        answers[pick],
+        others,
+        verdict,
+        f"judge {judge_route.name} picked {answers[pick].route.name}",
+    )
