@@ -98,10 +98,11 @@ def make_prompt(tokens: int, cache_dir: Path) -> tuple[str, int]:
         from tokenizers import Tokenizer
 
         tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        tokenizer.no_truncation()  # the shipped tokenizer.json truncates at 128
         counter = lambda text: len(tokenizer.encode(text).ids)  # noqa: E731
-    words = (PARAGRAPH * 20).split()
+    words = (PARAGRAPH * 40).split()
     count = 1
-    while counter(ASK + " ".join(words[:count])) < tokens:
+    while count < len(words) and counter(ASK + " ".join(words[:count])) < tokens:
         count += 1
     prompt = ASK + " ".join(words[:count])
     return prompt, counter(prompt)

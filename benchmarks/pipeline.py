@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -131,11 +132,27 @@ def pipeline_vs_proxy(work: Path, requests: int) -> dict[str, Any]:
                     }
                     if label not in best or row["p50_ms"] < best[label]["p50_ms"]:
                         best[label] = row
-            best["added_p50_ms"] = {
-                "value": best["full pipeline"]["p50_ms"] - best["plain proxy"]["p50_ms"]
-            }
-            out[f"c={concurrency}"] = best
+            for label, row in best.items():
+                out[f"c={concurrency} {label}"] = row
+            full, plain = best["full pipeline"], best["plain proxy"]
+            out[f"c={concurrency} added p50 ms"] = round(full["p50_ms"] - plain["p50_ms"], 4)
+            out[f"c={concurrency} added cpu ms/req"] = round(
+                full["cpu_ms_per_request"] - plain["cpu_ms_per_request"], 4
+            )
     finally:
         gateway.stop()
         mock.stop()
     return out
+
+
+def sections(requests: int) -> list[tuple[str, Any]]:
+    """Extra sections for `flywheel bench classify` (see benchmarks/classify.py)."""
+
+    def decision(ctx: Any) -> dict[str, Any]:
+        return policy_decision()
+
+    def pipeline(ctx: Any) -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix="flywheel-bench-pipeline-") as tmp:
+            return pipeline_vs_proxy(Path(tmp), requests)
+
+    return [("policy decision", decision), ("pipeline vs plain proxy", pipeline)]

@@ -173,11 +173,12 @@ class Classifier:
 def _training_embeddings(
     model: SemanticIntentModel, embedder: OnnxEmbedder, texts: Sequence[str], cache: Path
 ) -> np.ndarray[Any, np.dtype[np.float32]]:
-    """The training set's embeddings, cached under `cache` keyed by texts and model."""
+    """The training set's embeddings, cached under `cache` keyed by texts and model
+    (embedded one by one, as at prediction time: see `SemanticIntentModel`)."""
     stat = embedder.path.stat()
     key = _digest(
         json.dumps(
-            [list(texts), str(embedder.path), stat.st_size, stat.st_mtime_ns, MAX_TOKENS]
+            [list(texts), str(embedder.path), stat.st_size, stat.st_mtime_ns, MAX_TOKENS, 1]
         ).encode()
     )
     path = cache / f"intent-embeddings-{key}.npy"

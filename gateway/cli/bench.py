@@ -21,6 +21,11 @@ def add_parser(commands: Any) -> None:
         add_help=False,
     )
     events.set_defaults(run=run_events, accepts_rest=True)
+    classify = sub.add_parser(
+        "classify", help="classifier tiers, policy decision, pipeline vs plain proxy",
+        add_help=False,
+    )
+    classify.set_defaults(run=run_classify, accepts_rest=True)
 
 
 def run_mock(args: argparse.Namespace, rest: list[str]) -> int:
@@ -41,4 +46,14 @@ def run_events(args: argparse.Namespace, rest: list[str]) -> int:
     from benchmarks.events import main
 
     status: int = main(rest)
+    return status
+
+
+def run_classify(args: argparse.Namespace, rest: list[str]) -> int:
+    from benchmarks.classify import main
+    from benchmarks.pipeline import sections
+
+    quick = "--quick" in rest
+    rest = [arg for arg in rest if arg != "--quick"]
+    status: int = main(rest, extra_sections=sections(300 if quick else 3000))
     return status
