@@ -238,6 +238,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument("--iterations", type=int, default=500, help="samples per fast timing")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 100 samples per timing")
     parser.add_argument("--tokens", type=int, default=200, help="prompt length in word pieces")
     parser.add_argument("--cache-dir", type=Path, default=Path(".flywheel"))
     parser.add_argument("--no-semantic", action="store_true", help="lexical tier only")
@@ -254,6 +255,8 @@ def main(
     argv: list[str] | None = None, extra_sections: list[tuple[str, Section]] | None = None
 ) -> int:
     args = parse_args(argv)
+    if args.quick:
+        args.iterations = min(args.iterations, 100)
     classifier = load_default_classifier(
         args.cache_dir, semantic=not args.no_semantic, export_if_missing=args.export
     )

@@ -83,6 +83,7 @@ class AppState:
             log.warning("policy or template rejected", extra={"fields": {"problem": problem}})
         latency = LatencyTracker()
         router = Router(catalog, policies, templates, load_default_classifier(), flags, latency)
+        router.warm()
         inference = InferenceService(Dispatcher(metrics), limiter, metrics, events, latency)
         inference.judges = dict(catalog.routes)
         return cls(
@@ -116,7 +117,7 @@ class AppState:
             self._background.append(asyncio.create_task(task, name="maintenance"))
         if self.config.watch_files:
             dirs = [Path(self.config.policies_dir), Path(self.config.templates_dir)]
-            watcher = watch(dirs, self.router.policies, self.router.templates)
+            watcher = watch(dirs, self.router)
             self._background.append(asyncio.create_task(watcher, name="policy-watch"))
         self.ready = True
         log.info(

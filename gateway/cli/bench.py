@@ -22,7 +22,8 @@ def add_parser(commands: Any) -> None:
     )
     events.set_defaults(run=run_events, accepts_rest=True)
     classify = sub.add_parser(
-        "classify", help="classifier tiers, policy decision, pipeline vs plain proxy",
+        "classify",
+        help="classifier tiers, policy decision, pipeline vs plain proxy",
         add_help=False,
     )
     classify.set_defaults(run=run_classify, accepts_rest=True)

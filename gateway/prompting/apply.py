@@ -35,8 +35,11 @@ from gateway.prompting.render import CompiledVariant, Rendered
 
 SYSTEM_ROLES = frozenset({"system", "developer"})
 TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
-_OWN_TOKEN_FIELD = {"chat/completions": "max_tokens", "completions": "max_tokens",
-                    "responses": "max_output_tokens"}
+_OWN_TOKEN_FIELD = {
+    "chat/completions": "max_tokens",
+    "completions": "max_tokens",
+    "responses": "max_output_tokens",
+}
 _ENDPOINTS = frozenset({"chat/completions", "completions", "responses", "embeddings"})
 
 
@@ -57,8 +60,9 @@ def assignment_point(tenant: str, template_id: str, version: str, key: str) -> f
     return int.from_bytes(digest, "big") / 2**64
 
 
-def choose_variant(template: LoadedTemplate, tenant: str,
-                   assignment_key: str | None) -> CompiledVariant:
+def choose_variant(
+    template: LoadedTemplate, tenant: str, assignment_key: str | None
+) -> CompiledVariant:
     """The sticky variant for this key (a fresh random key when None)."""
     key = assignment_key if assignment_key is not None else secrets.token_hex(8)
     point = assignment_point(tenant, template.id, template.version, key)
@@ -71,9 +75,16 @@ def choose_variant(template: LoadedTemplate, tenant: str,
     return variants[-1]  # rounding: the weights may sum to 0.9999999
 
 
-def apply_template(endpoint: str, body: dict[str, Any], template: LoadedTemplate, *,
-                   variables: dict[str, str] | None, assignment_key: str | None,
-                   tenant: str, strict_variables: bool = False) -> Applied:
+def apply_template(
+    endpoint: str,
+    body: dict[str, Any],
+    template: LoadedTemplate,
+    *,
+    variables: dict[str, str] | None,
+    assignment_key: str | None,
+    tenant: str,
+    strict_variables: bool = False,
+) -> Applied:
     """Render `template` into a copy of `body` for `endpoint` (e.g. "chat/completions").
 
     `variables` override the template's defaults; names the template does not declare
@@ -100,9 +111,11 @@ def apply_template(endpoint: str, body: dict[str, Any], template: LoadedTemplate
 
 
 def _turns(rendered: Rendered) -> list[dict[str, Any]]:
-    return [message for user, answer in rendered.few_shot
-            for message in ({"role": "user", "content": user},
-                            {"role": "assistant", "content": answer})]
+    return [
+        message
+        for user, answer in rendered.few_shot
+        for message in ({"role": "user", "content": user}, {"role": "assistant", "content": answer})
+    ]
 
 
 def _is_system(item: Any) -> bool:
@@ -147,8 +160,11 @@ def _completions(body: dict[str, Any], rendered: Rendered) -> None:
 
 
 def _cap(body: dict[str, Any], cap: int, own_field: str) -> None:
-    present = [name for name in TOKEN_FIELDS
-               if isinstance(body.get(name), int) and not isinstance(body.get(name), bool)]
+    present = [
+        name
+        for name in TOKEN_FIELDS
+        if isinstance(body.get(name), int) and not isinstance(body.get(name), bool)
+    ]
     for name in present:
         if body[name] > cap:
             body[name] = cap

@@ -90,10 +90,13 @@ def parse_template(text: str, source: str) -> LoadedTemplate:
     try:
         compiled = compile_template(spec)
     except TemplateSourceError as exc:
-        raise TemplateLoadError([
-            f"{source}:{_text_line(text, lines, p.path, p.line)}: {'.'.join(p.path)}: {p.message}"
-            for p in exc.problems
-        ]) from None
+        raise TemplateLoadError(
+            [
+                f"{source}:{_text_line(text, lines, p.path, p.line)}: "
+                f"{'.'.join(p.path)}: {p.message}"
+                for p in exc.problems
+            ]
+        ) from None
     digest = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
     return LoadedTemplate(compiled, source, digest, lines.get(("id",), 1))
 
@@ -131,21 +134,29 @@ class TemplateLibrary:
     def describe(self) -> list[dict[str, Any]]:
         """What is serving, for the admin API."""
         latest = self._snapshot.latest
-        return [{
-            "id": t.id, "version": t.version, "latest": latest.get(t.id) is t,
-            "description": t.spec.description, "locked": t.spec.locked,
-            "max_tokens": t.spec.max_tokens, "variables": sorted(t.spec.variables),
-            "variants": {v.name: round(v.weight, 6) for v in t.compiled.variants},
-            "source": t.source,
-        } for _, t in sorted(self._snapshot.by_ref.items())]
+        return [
+            {
+                "id": t.id,
+                "version": t.version,
+                "latest": latest.get(t.id) is t,
+                "description": t.spec.description,
+                "locked": t.spec.locked,
+                "max_tokens": t.spec.max_tokens,
+                "variables": sorted(t.spec.variables),
+                "variants": {v.name: round(v.weight, 6) for v in t.compiled.variants},
+                "source": t.source,
+            }
+            for _, t in sorted(self._snapshot.by_ref.items())
+        ]
 
     def load_text(self, name: str, text: str) -> LoadedTemplate:
         """Validate a template as if it were the file `name`, without serving it."""
         loaded = parse_template(text, name)
         other = self._snapshot.by_ref.get((loaded.id, loaded.version))
         if other is not None and Path(other.source).name != Path(name).name:
-            raise TemplateLoadError([f"{name}:{loaded.line}: id: {loaded.ref} is already "
-                                     f"defined in {other.source}"])
+            raise TemplateLoadError(
+                [f"{name}:{loaded.line}: id: {loaded.ref} is already defined in {other.source}"]
+            )
         return loaded
 
     def reload(self) -> list[str]:
@@ -155,8 +166,12 @@ class TemplateLibrary:
             errors += self._publish()
             self.errors = errors
         for problem in errors:
-            log_event(log, "template rejected: last good version keeps serving",
-                      logging.WARNING, problem=problem)
+            log_event(
+                log,
+                "template rejected: last good version keeps serving",
+                logging.WARNING,
+                problem=problem,
+            )
         return errors
 
     def _read_files(self) -> list[str]:
@@ -198,18 +213,22 @@ class TemplateLibrary:
         for source, loaded in sorted(self._by_file.items(), key=incumbent_first):
             key = (loaded.id, loaded.version)
             if key in by_ref:
-                errors.append(f"{source}:{loaded.line}: id: {loaded.ref} is already defined "
-                              f"in {by_ref[key].source}")
+                errors.append(
+                    f"{source}:{loaded.line}: id: {loaded.ref} is already defined "
+                    f"in {by_ref[key].source}"
+                )
                 continue
             by_ref[key] = loaded
         latest: dict[str, LoadedTemplate] = {}
         for loaded in by_ref.values():
             best = latest.get(loaded.id)
-            if best is None or _version_key(loaded.version, best.version) > \
-                    _version_key(best.version, loaded.version):
+            if best is None or _version_key(loaded.version, best.version) > _version_key(
+                best.version, loaded.version
+            ):
                 latest[loaded.id] = loaded
-        self._snapshot = _Snapshot(MappingProxyType(dict(sorted(by_ref.items()))),
-                                   MappingProxyType(latest))
+        self._snapshot = _Snapshot(
+            MappingProxyType(dict(sorted(by_ref.items()))), MappingProxyType(latest)
+        )
         return errors
 
 
@@ -223,8 +242,9 @@ def _version_key(version: str, other: str) -> tuple[Any, ...]:
     return (1, version)
 
 
-def _text_line(text: str, lines: dict[tuple[str, ...], int], path: tuple[str, ...],
-               inner: int | None) -> int:
+def _text_line(
+    text: str, lines: dict[tuple[str, ...], int], path: tuple[str, ...], inner: int | None
+) -> int:
     """The file line of line `inner` inside the Jinja2 text at `path`."""
     key_line = nearest_line(lines, path)
     if inner is None:
@@ -244,8 +264,7 @@ def _node_at(text: str, path: tuple[str, ...]) -> yaml.Node | None:
     for part in path:
         if isinstance(node, yaml.MappingNode):
             node = next((v for k, v in node.value if str(k.value) == part), None)
-        elif isinstance(node, yaml.SequenceNode) and part.isdigit() \
-                and int(part) < len(node.value):
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
             node = node.value[int(part)]
         else:
             return None

@@ -51,8 +51,11 @@ class Variable(Strict):
 
     @model_validator(mode="after")
     def _default_allowed(self) -> Variable:
-        if self.allowed is not None and self.default is not None \
-                and self.default not in self.allowed:
+        if (
+            self.allowed is not None
+            and self.default is not None
+            and self.default not in self.allowed
+        ):
             raise ValueError(f"default {self.default!r} is not one of allowed {self.allowed}")
         return self
 
@@ -87,8 +90,9 @@ class TemplateSpec(Strict):
     @field_validator("variables")
     @classmethod
     def _names(cls, value: dict[str, Variable]) -> dict[str, Variable]:
-        bad = [n for n in value
-               if not n.isidentifier() or n.startswith("_") or keyword.iskeyword(n)]
+        bad = [
+            n for n in value if not n.isidentifier() or n.startswith("_") or keyword.iskeyword(n)
+        ]
         if bad:
             raise ValueError(f"variable names must be identifiers not starting with '_': {bad}")
         return value

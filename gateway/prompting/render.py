@@ -59,8 +59,11 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
             for seq, times in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(times, int) \
-                        and len(seq) * times > MAX_REPEAT:
+                if (
+                    isinstance(seq, str | list | tuple)
+                    and isinstance(times, int)
+                    and len(seq) * times > MAX_REPEAT
+                ):
                     raise SecurityError(f"'*' would build more than {MAX_REPEAT} items")
         if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
             raise SecurityError("'**' exponents above 64 are not allowed")
@@ -68,8 +71,13 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
 
 def _environment() -> _Sandbox:
-    env = _Sandbox(undefined=StrictUndefined, autoescape=False, trim_blocks=True,
-                   lstrip_blocks=True, keep_trailing_newline=False)
+    env = _Sandbox(
+        undefined=StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
     env.globals.clear()
     return env
 
@@ -111,23 +119,32 @@ class CompiledTemplate:
                 if not strict:
                     continue
                 known = ", ".join(sorted(declared)) or "none"
-                raise TemplateError(f"template {self.spec.id!r} has no variable {name!r} "
-                                    f"(declared: {known})", param="variables")
+                raise TemplateError(
+                    f"template {self.spec.id!r} has no variable {name!r} (declared: {known})",
+                    param="variables",
+                )
             values[name] = value
         for name, var in declared.items():
             value = values.get(name)
             if value is None:
-                raise TemplateError(f"template {self.spec.id!r} needs a value for {name!r}",
-                                    param="variables")
+                raise TemplateError(
+                    f"template {self.spec.id!r} needs a value for {name!r}", param="variables"
+                )
             if not isinstance(value, str):
-                raise TemplateError(f"template variable {name!r} must be a string",
-                                    param="variables")
+                raise TemplateError(
+                    f"template variable {name!r} must be a string", param="variables"
+                )
             if len(value) > MAX_VALUE_CHARS:
-                raise TemplateError(f"template variable {name!r} is longer than "
-                                    f"{MAX_VALUE_CHARS} characters", param="variables")
+                raise TemplateError(
+                    f"template variable {name!r} is longer than {MAX_VALUE_CHARS} characters",
+                    param="variables",
+                )
             if var.allowed is not None and value not in var.allowed:
-                raise TemplateError(f"template variable {name!r} may not be {value!r} "
-                                    f"(allowed: {', '.join(var.allowed)})", param="variables")
+                raise TemplateError(
+                    f"template variable {name!r} may not be {value!r} "
+                    f"(allowed: {', '.join(var.allowed)})",
+                    param="variables",
+                )
         return {name: values[name] for name in declared}
 
     def render(self, variant: CompiledVariant, values: Mapping[str, str]) -> Rendered:
@@ -135,12 +152,15 @@ class CompiledTemplate:
         try:
             return Rendered(
                 system=variant.system.render(values).strip(),
-                few_shot=tuple((user.render(values).strip(), answer.render(values).strip())
-                               for user, answer in variant.few_shot),
+                few_shot=tuple(
+                    (user.render(values).strip(), answer.render(values).strip())
+                    for user, answer in variant.few_shot
+                ),
             )
         except jinja2.TemplateError as exc:
-            raise TemplateError(f"template {self.spec.id!r} variant {variant.name!r} "
-                                f"failed to render: {exc}") from exc
+            raise TemplateError(
+                f"template {self.spec.id!r} variant {variant.name!r} failed to render: {exc}"
+            ) from exc
 
 
 def compile_template(spec: TemplateSpec) -> CompiledTemplate:
@@ -154,9 +174,10 @@ def compile_template(spec: TemplateSpec) -> CompiledTemplate:
         return None if found else _ENV.from_string(source)
 
     def turns(few_shot: list[Turn], path: tuple[str, ...]) -> list[tuple[Any, Any]]:
-        return [(text(t.user, (*path, str(i), "user")), text(t.assistant,
-                                                             (*path, str(i), "assistant")))
-                for i, t in enumerate(few_shot)]
+        return [
+            (text(t.user, (*path, str(i), "user")), text(t.assistant, (*path, str(i), "assistant")))
+            for i, t in enumerate(few_shot)
+        ]
 
     base_system = text(spec.system, ("system",))
     base_turns = turns(spec.few_shot, ("few_shot",))
@@ -171,10 +192,13 @@ def compile_template(spec: TemplateSpec) -> CompiledTemplate:
         arms.append((v.name, weight, system, shots))
     if problems:
         raise TemplateSourceError(problems)
-    compiled = CompiledTemplate(spec, tuple(
-        CompiledVariant(name, weight, system, tuple(shots))
-        for name, weight, system, shots in arms
-    ))
+    compiled = CompiledTemplate(
+        spec,
+        tuple(
+            CompiledVariant(name, weight, system, tuple(shots))
+            for name, weight, system, shots in arms
+        ),
+    )
     _trial_render(compiled, problems)
     if problems:
         raise TemplateSourceError(problems)
@@ -194,19 +218,26 @@ def _check(source: str, path: tuple[str, ...], declared: set[str]) -> list[Sourc
         elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
             name = node.arg.value
         if isinstance(name, str) and name.startswith("_"):
-            problems.append(SourceProblem(path, node.lineno,
-                                          f"access to {name!r} is not allowed in a template"))
+            problems.append(
+                SourceProblem(path, node.lineno, f"access to {name!r} is not allowed in a template")
+            )
     for name in sorted(meta.find_undeclared_variables(ast) - declared):
         line = next((n.lineno for n in ast.find_all(nodes.Name) if n.name == name), None)
-        problems.append(SourceProblem(path, line, f"variable {name!r} is not declared in "
-                                                  "`variables`"))
+        problems.append(
+            SourceProblem(path, line, f"variable {name!r} is not declared in `variables`")
+        )
     return problems
 
 
 def _trial_render(compiled: CompiledTemplate, problems: list[SourceProblem]) -> None:
-    sample = {name: var.default if var.default is not None
-              else var.allowed[0] if var.allowed else "example"
-              for name, var in compiled.spec.variables.items()}
+    sample = {
+        name: var.default
+        if var.default is not None
+        else var.allowed[0]
+        if var.allowed
+        else "example"
+        for name, var in compiled.spec.variables.items()
+    }
     for i, variant in enumerate(compiled.variants):
         path = ("variants", str(i)) if compiled.spec.variants else ("system",)
         try:

@@ -3,6 +3,7 @@ explain a decision, classify a text. `flywheel ctl policy ...` and `ctl classify
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
@@ -84,6 +85,7 @@ class AdminPolicyRoutes:
     async def reload(self, request: Request) -> Response:
         router = self._state.router
         problems = reload_all(router.policies, router.templates)
+        await asyncio.to_thread(router.warm)
         return json_response({"reloaded": True, "errors": problems}, 400 if problems else 200)
 
     async def put_policy(self, request: Request) -> Response:
@@ -91,6 +93,7 @@ class AdminPolicyRoutes:
         raw = await read_body(request, self._state.config.server.max_body_bytes)
         try:
             policy = self._state.router.policies.put(raw.decode("utf-8"), tenant)
+            await asyncio.to_thread(self._state.router.warm)
         except UnicodeDecodeError:
             raise InvalidRequest("the policy must be UTF-8 YAML text") from None
         except PolicyError as exc:
