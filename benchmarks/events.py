@@ -29,7 +29,8 @@ from prometheus_client import CollectorRegistry
 from tqdm import tqdm
 
 from benchmarks.loadgen import LoadResult, LoadSpec, percentile, run_subprocess
-from benchmarks.processes import Server, clean_env, free_port, start_mock, start_server
+from benchmarks.processes import Server, start_mock
+from benchmarks.processes import start_gateway as start_process_gateway
 from benchmarks.redis_server import RedisServer
 from gateway.event_log import EventLog, EventLogMetrics, EventLogSettings
 from gateway.events import InteractionEvent, RequestContext
@@ -127,22 +128,10 @@ async def throughput(url: str, count: int) -> dict[str, float]:
 
 
 def start_gateway(work: Path, mock: Server, store_url: str | None, name: str) -> Server:
-    port = free_port()
-    home = work / name
-    home.mkdir(exist_ok=True)
     store_line = f'store: "{store_url}"' if store_url else ""
-    config = home / "flywheel.yaml"
-    config.write_text(GATEWAY_YAML.format(port=port, store_line=store_line, mock_url=mock.url))
-    argv = [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port)]
-    return start_server(
-        name,
-        argv,
-        port=port,
-        ready_path="/readyz",
-        log_path=home / "log",
-        env=clean_env(BENCH_KEYS=API_KEY, BENCH_ADMIN=ADMIN_KEY),
-        cwd=home,
-        timeout_s=60,
+    config = GATEWAY_YAML.format(port="{port}", store_line=store_line, mock_url=mock.url)
+    return start_process_gateway(
+        work, name, config, {"BENCH_KEYS": API_KEY, "BENCH_ADMIN": ADMIN_KEY}
     )
 
 

@@ -10,14 +10,13 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks.loadgen import LoadSpec, percentile, run_subprocess
-from benchmarks.processes import Server, clean_env, free_port, start_mock, start_server
+from benchmarks.processes import Server, start_gateway, start_mock
 from gateway.config_loader import load_config
 from gateway.state import AppState
 
@@ -84,22 +83,8 @@ def policy_decision(rounds: int = 5000) -> dict[str, Any]:
 
 
 def _gateway(work: Path, mock: Server, name: str) -> Server:
-    port = free_port()
-    home = work / name
-    home.mkdir(exist_ok=True)
-    config = home / "flywheel.yaml"
-    config.write_text(POLICY_CONFIG.format(port=port, root=ROOT, mock=mock.url))
-    argv = [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port)]
-    return start_server(
-        name,
-        argv,
-        port=port,
-        ready_path="/readyz",
-        log_path=home / "log",
-        env=clean_env(BENCH_KEYS="sk-bench"),
-        cwd=home,
-        timeout_s=60,
-    )
+    config = POLICY_CONFIG.format(port="{port}", root=ROOT, mock=mock.url)
+    return start_gateway(work, name, config, {"BENCH_KEYS": "sk-bench"})
 
 
 def pipeline_vs_proxy(work: Path, requests: int) -> dict[str, Any]:

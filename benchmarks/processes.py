@@ -128,3 +128,23 @@ def start_mock(work: Path, cpus: set[int] | None) -> Server:
         cpus=cpus,
         timeout_s=30,
     )
+
+
+def start_gateway(work: Path, name: str, config_yaml: str, env: dict[str, str]) -> Server:
+    """A `flywheel serve` process in its own directory; `config_yaml` may use {port}."""
+    port = free_port()
+    home = work / name
+    home.mkdir(exist_ok=True)
+    config = home / "flywheel.yaml"
+    config.write_text(config_yaml.replace("{port}", str(port)))
+    argv = [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port)]
+    return start_server(
+        name,
+        argv,
+        port=port,
+        ready_path="/readyz",
+        log_path=home / "log",
+        env=clean_env(**env),
+        cwd=home,
+        timeout_s=60,
+    )

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.errors import GatewayError, NotFound
-from gateway.http import error_response, json_response
+from gateway.errors import NotFound
+from gateway.http import json_response
+from gateway.routes.admin_guard import Handler, admin_only
 from gateway.state import AppState
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 class AdminRoutes:
@@ -31,14 +29,7 @@ class AdminRoutes:
         ]
 
     def _guard(self, handler: Handler) -> Handler:
-        async def guarded(request: Request) -> Response:
-            try:
-                self._state.keys.authenticate_admin(request.headers.get("authorization"))
-                return await handler(request)
-            except GatewayError as exc:
-                return error_response(exc)
-
-        return guarded
+        return admin_only(self._state.keys, handler)
 
     async def status(self, request: Request) -> Response:
         state = self._state

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from pydantic import Field
@@ -14,15 +13,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.classify import request_text
-from gateway.errors import GatewayError, InvalidRequest
-from gateway.http import error_response, json_response, parse_json, read_body
+from gateway.errors import InvalidRequest
+from gateway.http import json_response, parse_json, read_body
 from gateway.policy.library import PolicyError
 from gateway.policy.watch import reload_all
 from gateway.protocol import Wire, validate
+from gateway.routes.admin_guard import Handler, admin_only
 from gateway.serving.usage import estimate_tokens
 from gateway.state import AppState
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 class ExplainBody(Wire):
@@ -55,14 +53,7 @@ class AdminPolicyRoutes:
         ]
 
     def _guard(self, handler: Handler) -> Handler:
-        async def guarded(request: Request) -> Response:
-            try:
-                self._state.keys.authenticate_admin(request.headers.get("authorization"))
-                return await handler(request)
-            except GatewayError as exc:
-                return error_response(exc)
-
-        return guarded
+        return admin_only(self._state.keys, handler)
 
     async def list_policies(self, request: Request) -> Response:
         router = self._state.router

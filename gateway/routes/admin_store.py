@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import orjson
@@ -20,15 +19,14 @@ from starlette.routing import Route
 
 from gateway.auth import hash_key
 from gateway.config import LimitsConfig
-from gateway.errors import GatewayError, InvalidRequest, NotFound, UpstreamUnavailable
+from gateway.errors import InvalidRequest, NotFound
 from gateway.flags import FLAGS, KILL, FlagSpec, kill_field
-from gateway.http import error_response, json_response, parse_json, read_body
+from gateway.http import json_response, parse_json, read_body
 from gateway.protocol import Wire, validate
+from gateway.routes.admin_guard import Handler, admin_only
 from gateway.state import AppState
-from gateway.store.base import AuditEntry, Store, StoreUnavailable
+from gateway.store.base import AuditEntry, Store
 from gateway.tenants import KEYS, TENANTS
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 class FlagBody(Wire):
@@ -84,16 +82,7 @@ class AdminStoreRoutes:
         ]
 
     def _guard(self, handler: Handler) -> Handler:
-        async def guarded(request: Request) -> Response:
-            try:
-                self._state.keys.authenticate_admin(request.headers.get("authorization"))
-                return await handler(request)
-            except GatewayError as exc:
-                return error_response(exc)
-            except StoreUnavailable as exc:
-                return error_response(UpstreamUnavailable(f"The store is unreachable: {exc}"))
-
-        return guarded
+        return admin_only(self._state.keys, handler)
 
     def _store(self) -> Store:
         if self._state.store is None:
