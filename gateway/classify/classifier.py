@@ -109,26 +109,33 @@ class Classifier:
             return Classification(MULTIMODAL, 1.0, level[0], level[1], "rule", {})
         return None
 
-    def classify(self, view: RequestView, tier: ClassifyTier = "auto") -> Classification:
+    def _fast(
+        self, view: RequestView, tier: ClassifyTier
+    ) -> tuple[Classification | None, tuple[float, Tier], dict[str, float]]:
+        """The rule and the lexical tier; a decision, or None when the semantic tier must
+        decide (with what it needs)."""
         level = complexity(view)
         ruled = self._rule(view, level)
         if ruled is not None:
-            return ruled
+            return ruled, level, {}
         lexical = self.lexical.predict_proba_one(view.intent_text)
         if not self._escalate(tier, max(lexical.values())):
-            return self._decide(lexical, "lexical", level)
+            return self._decide(lexical, "lexical", level), level, lexical
+        return None, level, lexical
+
+    def classify(self, view: RequestView, tier: ClassifyTier = "auto") -> Classification:
+        decided, level, lexical = self._fast(view, tier)
+        if decided is not None:
+            return decided
         assert self.semantic is not None
         semantic = self.semantic.predict_proba_one(view.intent_text)
         return self._decide(_blend(lexical, semantic), "semantic", level)
 
     async def aclassify(self, view: RequestView, tier: ClassifyTier = "auto") -> Classification:
-        level = complexity(view)
-        ruled = self._rule(view, level)
-        if ruled is not None:
-            return ruled
-        lexical = self.lexical.predict_proba_one(view.intent_text)
-        if not self._escalate(tier, max(lexical.values())):
-            return self._decide(lexical, "lexical", level)
+        """As `classify`, with the semantic tier (if needed) off the event loop."""
+        decided, level, lexical = self._fast(view, tier)
+        if decided is not None:
+            return decided
         assert self.semantic is not None
         semantic = await asyncio.to_thread(self.semantic.predict_proba_one, view.intent_text)
         return self._decide(_blend(lexical, semantic), "semantic", level)
