@@ -20,7 +20,7 @@ TextFn = Callable[[str, str], str]
 
 
 def _text_parts(parts: list[Any], where: str, fn: TextFn, kinds: tuple[str, ...]) -> list[Any]:
-    out = []
+    out: list[Any] = []
     for i, part in enumerate(parts):
         if isinstance(part, str):
             out.append(fn(f"{where}[{i}]", part))
