@@ -136,3 +136,43 @@ def test_answers_are_walked_for_restoring() -> None:
         ]
     }
     assert "ann@x.io" in str(map_answer_text("responses", responses, lambda w, t: vault.restore(t)))
+
+
+def _chunk(content: str | None, finish: str | None = None) -> bytes:
+    import orjson
+
+    delta = {} if content is None else {"content": content}
+    body = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+def test_streamed_chat_chunks_are_restored_across_chunk_boundaries() -> None:
+    import orjson
+
+    from gateway.redaction.stream import RehydratingTransform
+    from gateway.serving.transforms import ChatPassthrough
+
+    vault = Vault()
+    vault.replace(Action.MASK, "EMAIL", "ann@x.io")
+    transform = RehydratingTransform(
+        ChatPassthrough(strip_usage_chunk=False), vault, "chat/completions"
+    )
+    events = [
+        _chunk("Write to <EM"),
+        _chunk("AIL_1> today"),
+        _chunk(" or <EMAIL"),
+        _chunk(None, "stop"),
+        b"data: [DONE]\n\n",
+    ]
+    out = [e for event in events for e in transform.feed(event)]
+    text = ""
+    for event in out:
+        if event.startswith(b"data: {"):
+            choice = orjson.loads(event[6:])["choices"][0]
+            text += choice["delta"].get("content") or ""
+    assert text == "Write to ann@x.io today or <EMAIL"
+    assert out[-1] == b"data: [DONE]\n\n"
