@@ -36,6 +36,9 @@ class ProviderConfig(Strict):
     connect_timeout_s: float = Field(5.0, gt=0)
     read_timeout_s: float = Field(60.0, gt=0)
     max_connections: int = Field(512, ge=1)
+    # external: a third party (PII is masked before it by default); local: our own model
+    # worker on this network (PII handling configurable per tenant).
+    location: Literal["external", "local"] = "external"
     # Whether the upstream speaks OpenAI's Responses API (else /v1/responses is translated).
     supports_responses: bool = False
     # Ask the upstream for a usage chunk on streams the client did not ask it for (the

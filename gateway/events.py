@@ -73,6 +73,9 @@ class InteractionEvent(Record):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    # Privacy and safety decisions: PII entity counts by type, and guard findings.
+    pii: dict[str, int] = Field(default_factory=dict)
+    guard: list[dict[str, Any]] = Field(default_factory=list)
     # Content: None when the tenant opted out of content logging.
     request: dict[str, Any] | None = None
     response: dict[str, Any] | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from gateway.config import FlywheelConfig
 from gateway.dispatch import Dispatcher
 from gateway.event_log import EventLog, EventLogMetrics, EventLogSettings
 from gateway.flags import FLAGS, KILL, Flags
+from gateway.guardrails import Guardrails
 from gateway.limits import Limiter
 from gateway.maintenance import run_maintenance
 from gateway.metrics import GatewayMetrics
@@ -25,6 +27,7 @@ from gateway.policy.watch import reload_all, watch
 from gateway.prompting import TemplateLibrary
 from gateway.providers.base import Provider
 from gateway.providers.factory import build_provider
+from gateway.redaction.service import PIIService
 from gateway.serving.inference import InferenceService
 from gateway.store.base import Store, StoreUnavailable
 from gateway.store_sync import StoreSync
@@ -47,6 +50,8 @@ class AppState:
     inference: InferenceService
     flags: Flags
     router: Router
+    pii: PIIService
+    guardrails: Guardrails
     store: Store | None = None
     sync: StoreSync | None = None
     events: EventLog | None = None
@@ -97,6 +102,8 @@ class AppState:
             inference=inference,
             flags=flags,
             router=router,
+            pii=PIIService(metrics.registry, _hash_secret()),
+            guardrails=Guardrails(metrics.registry),
             store=store,
             sync=sync,
             events=events,
@@ -136,3 +143,10 @@ class AppState:
         if self.store is not None:
             await self.store.close()
         await asyncio.gather(*(provider.close() for provider in self.providers.values()))
+
+
+def _hash_secret() -> bytes:
+    """The key of PII `hash` placeholders: set FLYWHEEL_PII_HASH_KEY so every replica (and
+    restart) hashes a value the same way; otherwise one random key per process."""
+    configured = os.environ.get("FLYWHEEL_PII_HASH_KEY", "")
+    return configured.encode() if configured else os.urandom(32)

@@ -27,6 +27,10 @@ def add_parser(commands: Any) -> None:
         add_help=False,
     )
     classify.set_defaults(run=run_classify, accepts_rest=True)
+    pii = sub.add_parser(
+        "pii", help="PII detectors vs Presidio: accuracy and latency", add_help=False
+    )
+    pii.set_defaults(run=run_pii, accepts_rest=True)
 
 
 def run_mock(args: argparse.Namespace, rest: list[str]) -> int:
@@ -57,4 +61,11 @@ def run_classify(args: argparse.Namespace, rest: list[str]) -> int:
     quick = "--quick" in rest
     rest = [arg for arg in rest if arg != "--quick"]
     status: int = main(rest, extra_sections=sections(300 if quick else 3000))
+    return status
+
+
+def run_pii(args: argparse.Namespace, rest: list[str]) -> int:
+    from benchmarks.pii import main
+
+    status: int = main(rest)
     return status

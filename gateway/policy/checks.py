@@ -4,6 +4,7 @@ rule names exists, every template it names is loaded, a judge is a known model."
 from __future__ import annotations
 
 from gateway.catalog import ModelCatalog
+from gateway.pii import ALL_TYPES
 from gateway.policy.library import Checker
 from gateway.policy.model import Policy
 from gateway.prompting import TemplateLibrary
@@ -30,6 +31,11 @@ def policy_checker(catalog: ModelCatalog, templates: TemplateLibrary) -> Checker
                 continue
             for problem in loaded.variable_problems(policy.template_variables):
                 found.append((("template_variables",), f"{ref}: {problem}"))
+        unknown = sorted(set(policy.pii.types or ()) - ALL_TYPES)
+        if unknown:
+            found.append(
+                (("pii", "types"), f"unknown PII types {unknown}; known: {sorted(ALL_TYPES)}")
+            )
         for name in policy.virtual_models:
             if name in catalog.routes:
                 found.append((("virtual_models",), f"{name!r} is also a model in flywheel.yaml"))

@@ -20,6 +20,7 @@ rules:                                   # matched top-down; the first match rou
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -110,6 +111,47 @@ class Budgets(Strict):
     expected_output_tokens: int = Field(256, ge=1)
 
 
+PIIAction = Literal["off", "mask", "redact", "hash", "block"]
+
+
+class PIIPolicy(Strict):
+    """What to do with personal data, per destination. Defaults: mask before external
+    providers, leave local models alone, redact everything the store keeps."""
+
+    external: PIIAction = "mask"
+    local: PIIAction = "off"
+    logs: Literal["off", "redact", "hash"] = "redact"
+    types: list[str] | None = None  # entity types to act on (default: all)
+    custom: dict[str, str] = Field(default_factory=dict)  # TYPE -> regex (e.g. customer ids)
+
+    @model_validator(mode="after")
+    def _patterns_compile(self) -> PIIPolicy:
+        for name, pattern in self.custom.items():
+            if not name.isupper() or not name.replace("_", "").isalnum():
+                raise ValueError(f"custom type {name!r} must be UPPER_CASE")
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"custom pattern {name}: {exc}") from None
+        return self
+
+
+class GuardPolicy(Strict):
+    """Prompt-injection / system-prompt-exfiltration guard and token ceilings."""
+
+    action: Literal["off", "flag", "block", "route"] = "flag"
+    route_rule: str | None = None  # the safer rule for action: route
+    threshold: float = Field(0.5, gt=0, le=1)
+    max_input_tokens: int | None = Field(None, ge=1)
+    max_output_tokens: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _route_named(self) -> GuardPolicy:
+        if self.action == "route" and not self.route_rule:
+            raise ValueError("action: route needs `route_rule: <rule name>`")
+        return self
+
+
 class Policy(Strict):
     tenant: str
     version: str = "1"
@@ -123,6 +165,8 @@ class Policy(Strict):
     template_variables: dict[str, str] = Field(default_factory=dict)
     budgets: Budgets = Budgets()
     sla: SLA = SLA()
+    pii: PIIPolicy = PIIPolicy()
+    guard: GuardPolicy = GuardPolicy()
     rules: list[Rule] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -131,6 +175,8 @@ class Policy(Strict):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"rule names must be unique: {', '.join(duplicates)}")
+        if self.guard.route_rule and self.guard.route_rule not in names:
+            raise ValueError(f"guard.route_rule {self.guard.route_rule!r} is not a rule")
         for intent, examples in self.intents.items():
             if len(examples) < 3:
                 raise ValueError(f"intent {intent!r} needs at least 3 example utterances")

@@ -72,11 +72,12 @@ class Router:
         headers: Mapping[str, str],
         request_id: str,
         estimated_input_tokens: int,
+        force_rule: str | None = None,
     ) -> RoutePlan:
         policy = self.policies.get(tenant)
         view = request_text(endpoint, body)
         model = str(body["model"])
-        routed = policy is not None and model in policy.virtual_models
+        routed = policy is not None and (model in policy.virtual_models or bool(force_rule))
         classifier = self.classifier
         if policy is not None and policy.intents:
             classifier = classifier.for_tenant(policy.intents)
@@ -103,7 +104,11 @@ class Router:
             return plan
         plan.policy_version = policy.version
         sla_name = headers.get(policy.sla.header) or policy.sla.default
-        rule = _match(policy, model, classification, view.has_tools, body, sla_name)
+        if force_rule is not None:
+            rule = next((r for r in policy.rules if r.name == force_rule), None)
+            plan.explain.append(f"guard: routed to the safer rule {force_rule}")
+        else:
+            rule = _match(policy, model, classification, view.has_tools, body, sla_name)
         if rule is None:
             raise InvalidRequest(
                 f"No rule of tenant '{tenant}' policy v{policy.version} matches this request",

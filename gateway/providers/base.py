@@ -43,6 +43,7 @@ class Provider(Protocol):
     name: str
     supports_responses: bool
     stream_usage: bool
+    location: str  # "external" or "local": which PII action applies before it
 
     async def start(self) -> None: ...
 

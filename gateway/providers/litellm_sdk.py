@@ -44,6 +44,7 @@ class LiteLLMProvider:
     def __init__(self, name: str, config: ProviderConfig) -> None:
         self.name = name
         self.stream_usage = config.stream_usage
+        self.location: str = config.location
         self._config = config
         self._litellm: ModuleType | None = None
 

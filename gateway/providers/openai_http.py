@@ -31,6 +31,7 @@ class OpenAIHTTPProvider:
         self.name = name
         self.supports_responses = config.supports_responses
         self.stream_usage = config.stream_usage
+        self.location: str = config.location
         self._config = config
         self._base_url = (config.base_url or "").rstrip("/")
         self._headers = {"content-type": "application/json", **config.headers}

@@ -88,13 +88,19 @@ class FeedbackRoutes:
             event = await store.get_event(wire.request_id)
             if event is not None and event.tenant != principal.tenant:
                 raise _unknown(wire.request_id)
+            text = wire.text
+            if text:  # the store keeps the tenant's `logs` form of it (redacted by default)
+                policy = state.router.policies.get(principal.tenant)
+                text = state.pii.text_for_logs(
+                    principal.tenant, policy.pii if policy else None, text
+                )
             feedback = Feedback(
                 feedback_id="fb_" + secrets.token_hex(12),
                 request_id=wire.request_id,
                 tenant=principal.tenant,
                 kind=wire.kind,
                 value=wire.normalised(),
-                text=wire.text,
+                text=text,
                 user=wire.user,
                 ts=time.time(),
             )

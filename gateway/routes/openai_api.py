@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from gateway.dispatch import Trace
 from gateway.errors import GatewayError
+from gateway.guardrails import cap_output, findings_for_event
 from gateway.http import error_response, json_response, parse_json, read_body
 from gateway.logs import log_event
 from gateway.protocol import (
@@ -80,8 +81,17 @@ class OpenAIRoutes:
             wire = validate(_WIRE[endpoint], body)
             model: str = wire.model  # type: ignore[attr-defined]
             estimate = estimate_tokens(raw)
+            policy = state.router.policies.get(tenant)
+            guard = policy.guard if policy else None
+            findings, safer_rule = state.guardrails.check(
+                tenant, guard, endpoint.value, body, estimate
+            )
             plan = await state.router.plan(
-                tenant, endpoint.value, body, request.headers, request_id, estimate
+                tenant, endpoint.value, body, request.headers, request_id, estimate, safer_rule
+            )
+            plan.body = cap_output(guard, endpoint.value, plan.body)
+            pii = state.pii.for_request(
+                tenant, policy.pii if policy else None, endpoint.value, plan.body
             )
             admission = state.limiter.admit(principal, estimate)
         except GatewayError as exc:
@@ -99,6 +109,8 @@ class OpenAIRoutes:
             arrived=time.time(),
             log_content=state.events is not None and state.tenants.content_logging(tenant),
             plan=plan,
+            pii=pii,
+            guard=findings_for_event(findings),
         )
         return await state.inference.serve(call, plan.chain)
 

@@ -52,6 +52,10 @@ def build_event(
         if plan.template is not None:
             template = TemplateRef(id=plan.template[0], version=plan.template[1])
     user = call.body.get("user")
+    request = call.body if call.log_content else None
+    response = content if call.log_content else None
+    if call.pii is not None and call.log_content:
+        request, response = call.pii.for_logs(request, response)
     return InteractionEvent.model_construct(
         request_id=call.request_id,
         tenant=call.principal.tenant,
@@ -80,8 +84,10 @@ def build_event(
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         cost_usd=cost,
-        request=call.body if call.log_content else None,
-        response=content if call.log_content else None,
+        request=request,
+        response=response,
+        pii=dict(call.pii.vault.found) if call.pii is not None else {},
+        guard=call.guard,
         schema_version=1,
     )
 

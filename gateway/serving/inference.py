@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
@@ -29,6 +29,7 @@ from gateway.policy.model import EnsembleSpec
 from gateway.policy.router import RoutePlan
 from gateway.policy.strategies import LatencyTracker
 from gateway.providers.base import CallOptions, Endpoint
+from gateway.redaction.redactor import RequestPII
 from gateway.responses_api import chat_request_from_responses, response_from_chat
 from gateway.serving.ensemble import run_ensemble
 from gateway.serving.event_builder import build_event, plan_headers
@@ -61,20 +62,29 @@ class Call:
     log_content: bool = True
     ttft_s: float | None = None
     plan: RoutePlan | None = None
+    pii: RequestPII | None = None
+    guard: list[dict[str, Any]] = field(default_factory=list)
     # Calls made for this request besides the answer's (ensemble members, a judge).
     extra_usd: float = 0.0
     extra_tokens: int = 0
-    _chat_body: dict[str, Any] | None = None
+    _chat_body: tuple[dict[str, Any], dict[str, Any]] | None = None
 
     @property
     def stream(self) -> bool:
         return bool(self.body.get("stream"))
 
-    def chat_body(self) -> dict[str, Any]:
+    def body_for(self, route: ModelRoute) -> dict[str, Any]:
+        """The body as this route's destination may see it (PII masked for external)."""
+        if self.pii is None:
+            return self.body
+        return self.pii.body_for(route.provider.location)
+
+    def chat_body(self, route: ModelRoute) -> dict[str, Any]:
         """For /v1/responses on a chat-only provider: the request as Chat Completions."""
-        if self._chat_body is None:
-            self._chat_body = chat_request_from_responses(self.body)
-        return self._chat_body
+        body = self.body_for(route)
+        if self._chat_body is None or self._chat_body[0] is not body:
+            self._chat_body = (body, chat_request_from_responses(body))
+        return self._chat_body[1]
 
 
 @dataclass(slots=True)
@@ -121,6 +131,8 @@ class InferenceService:
             call.ttft_s = time.perf_counter() - call.started
             self._metrics.ttft.labels(call.principal.tenant, call.model).observe(call.ttft_s)
             return SSEResponse(relay, self.headers(call), lambda r: self._stream_done(call, r))
+        if call.pii is not None:  # masked values back, after any ensemble judged the answers
+            answer.body = call.pii.restore(answer.body)
         self.finish(call, answer.usage, status=200, answer=answer.body)
         return Response(answer.body, 200, self.headers(call), media_type=JSON)
 
@@ -128,8 +140,9 @@ class InferenceService:
         self, call: Call, chain: tuple[ModelRoute, ...], spec: EnsembleSpec
     ) -> Answer:
         judge = self._judge_route(chain, spec)
+        question = call.body_for(judge) if judge is not None else call.body
         result = await run_ensemble(
-            self._dispatcher, spec, chain, self._attempt(call), call.request_id, call.body, judge
+            self._dispatcher, spec, chain, self._attempt(call), call.request_id, question, judge
         )
         trace, winner = call.trace, result.winner
         trace.route = winner.route
@@ -154,12 +167,13 @@ class InferenceService:
         async def attempt(route: ModelRoute, options: CallOptions) -> Answer:
             provider = route.provider
             if call.endpoint is Endpoint.RESPONSES and not provider.supports_responses:
-                chat = {**call.chat_body(), "model": route.upstream_model}
+                chat = {**call.chat_body(route), "model": route.upstream_model}
                 raw = await provider.send(Endpoint.CHAT, chat, options)
                 translated = response_from_chat(parse_chunk(raw), call.body)
-                return Answer(orjson.dumps(translated), usage_from(translated) or Usage())
-            body = {**call.body, "model": route.upstream_model}
-            raw = await provider.send(call.endpoint, body, options)
+                raw = orjson.dumps(translated)
+            else:
+                body = {**call.body_for(route), "model": route.upstream_model}
+                raw = await provider.send(call.endpoint, body, options)
             return Answer(raw, _usage_of(raw))
 
         return attempt
@@ -170,19 +184,21 @@ class InferenceService:
             transform: StreamTransform
             if call.endpoint is Endpoint.RESPONSES:
                 if provider.supports_responses:
-                    endpoint, body = Endpoint.RESPONSES, dict(call.body)
+                    endpoint, body = Endpoint.RESPONSES, dict(call.body_for(route))
                     transform = ResponsesPassthrough()
                 else:
-                    endpoint, body = Endpoint.CHAT, dict(call.chat_body())
+                    endpoint, body = Endpoint.CHAT, dict(call.chat_body(route))
                     transform = ResponsesFromChat(call.body)
             else:
-                endpoint, body = call.endpoint, dict(call.body)
+                endpoint, body = call.endpoint, dict(call.body_for(route))
                 options_in = body.get("stream_options") or {}
                 strip = provider.stream_usage and not options_in.get("include_usage")
                 if strip:
                     body["stream_options"] = {**options_in, "include_usage": True}
                 transform = ChatPassthrough(strip_usage_chunk=strip, capture=call.log_content)
             body["model"] = route.upstream_model
+            if call.pii is not None:
+                transform = call.pii.stream_transform(transform)
             upstream = await provider.stream(endpoint, body, options)
             return await open_relay(upstream, transform)
 

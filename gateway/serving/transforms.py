@@ -22,7 +22,9 @@ DONE = b"[DONE]"
 
 
 class StreamTransform(Protocol):
-    usage: Usage
+    @property
+    def usage(self) -> Usage:
+        """Token usage seen so far (the upstream's report, once it came)."""
 
     def feed(self, event: bytes) -> list[bytes]:
         """Client-facing events for one upstream event (maybe none)."""

@@ -1,0 +1,66 @@
+"""`PIIDetector`: runs the chosen finders (plus a tenant's own patterns) and resolves overlaps.
+
+Overlaps are resolved greedily: longer spans win, then higher scores, then earlier starts,
+so "call +44 20 7946 0958" is one PHONE and an email inside a JWT-like blob is not split.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+
+from gateway.pii.names import find_person, find_street_address
+from gateway.pii.structured import FINDERS
+from gateway.pii.types import STRUCTURED_TYPES, TEXT_TYPES, Entity
+
+__all__ = ["ALL_TYPES", "PIIDetector", "resolve_overlaps"]
+
+ALL_TYPES: frozenset[str] = STRUCTURED_TYPES | TEXT_TYPES
+_TEXT_FINDERS: dict[str, Callable[[str], list[Entity]]] = {
+    "PERSON": find_person,
+    "STREET_ADDRESS": find_street_address,
+}
+
+
+def resolve_overlaps(entities: Iterable[Entity]) -> list[Entity]:
+    """Keep a non-overlapping subset, preferring long then high-scoring spans; sorted."""
+    ranked = sorted(entities, key=lambda e: (-(e.end - e.start), -e.score, e.start))
+    kept: list[Entity] = []
+    for entity in ranked:
+        if all(entity.end <= k.start or entity.start >= k.end for k in kept):
+            kept.append(entity)
+    return sorted(kept, key=lambda e: (e.start, e.end))
+
+
+class PIIDetector:
+    """Finds PII of the given types; `custom` maps a tenant's own type name to a regex.
+
+    `types=None` means every built-in type. Custom patterns always run; a pattern with a
+    named group `value` reports only that group (e.g. `cust(?:omer)? id: (?P<value>C-\\d+)`).
+    """
+
+    def __init__(self, types: set[str] | None = None, custom: dict[str, str] | None = None):
+        chosen = set(ALL_TYPES) if types is None else set(types)
+        unknown = chosen - ALL_TYPES
+        if unknown:
+            raise ValueError(f"unknown PII types: {sorted(unknown)}; known: {sorted(ALL_TYPES)}")
+        self.types = frozenset(chosen)
+        self.custom = dict(custom or {})
+        self._finders = [
+            finder
+            for name, finder in (*FINDERS.items(), *_TEXT_FINDERS.items())
+            if name in self.types
+        ]
+        self._custom = [(name, re.compile(pattern)) for name, pattern in self.custom.items()]
+
+    def detect(self, text: str) -> list[Entity]:
+        """Entities in `text`, sorted by start, never overlapping."""
+        found: list[Entity] = []
+        for finder in self._finders:
+            found.extend(finder(text))
+        for name, pattern in self._custom:
+            group = "value" if "value" in pattern.groupindex else 0
+            for m in pattern.finditer(text):
+                if m.end(group) > m.start(group):
+                    found.append(Entity(name, m.start(group), m.end(group), m.group(group), 1.0))
+        return resolve_overlaps(found)
