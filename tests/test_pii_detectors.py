@@ -179,3 +179,18 @@ def test_eval_accuracy_floor() -> None:
     overlap = score(rows, predictions, overlap=True)
     for kind, floor in TEXT_FLOOR_F1.items():
         assert overlap[kind]["f1"] >= floor, (kind, overlap[kind])
+
+
+def test_dotted_versions_after_an_upgrade_are_not_ips() -> None:
+    detector = PIIDetector()
+    for text in (
+        "Please upgrade the firmware on the router to 2.4.10.1 tonight",
+        "We rolled back the agent from 10.2.3.4 after the outage",
+        "pin the client library at 3.11.2.0",
+    ):
+        assert not [e for e in detector.detect(text) if e.type == "IP_ADDRESS"], text
+    assert [
+        e.text
+        for e in detector.detect("the upgrade server is at 10.2.3.4")
+        if e.type == "IP_ADDRESS"
+    ] == ["10.2.3.4"]

@@ -32,6 +32,17 @@ def _after_id_word(text: str, start: int) -> bool:
     return _NOT_PII_BEFORE.search(text[max(0, start - 30) : start]) is not None
 
 
+# A dotted quad after "upgrade/update/install/patch/roll back ... to" is a version number.
+_VERSION_MOVE_BEFORE = re.compile(
+    r"(?i)(?:\b(?:upgrad|updat|install|patch|downgrad|bump|roll(?:ed|ing)?\s+back)\w*"
+    r"\b[^.\n]{0,40}?\b(?:to|from)|\bpin(?:ned|ning)?\b[^.\n]{0,40}?\b(?:to|at))\s+v?$"
+)
+
+
+def _after_version_move(text: str, start: int) -> bool:
+    return _VERSION_MOVE_BEFORE.search(text[max(0, start - 60) : start]) is not None
+
+
 # ---------------------------------------------------------------- EMAIL
 _EMAIL = re.compile(
     r"(?<![\w.+%-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@"
@@ -153,7 +164,7 @@ def find_ip(text: str) -> list[Entity]:
                 ipaddress.IPv4Address(m.group())
             except ValueError:
                 continue
-            if not _after_id_word(text, m.start()):
+            if not _after_id_word(text, m.start()) and not _after_version_move(text, m.start()):
                 found.append(Entity("IP_ADDRESS", m.start(), m.end(), m.group(), 0.95))
     if "::" in text or text.count(":") >= 7:
         for m in _IPV6.finditer(text):
