@@ -18,7 +18,9 @@ from gateway.guard import GuardFinding, InjectionGuard
 from gateway.policy.model import GuardPolicy
 from gateway.redaction.fields import map_request_text
 
-DEFAULT = GuardPolicy()
+# A tenant with no policy file gets the plain gateway: no guard scan (a policy's `guard:`
+# defaults to flag). Token ceilings need a policy too.
+NO_POLICY = GuardPolicy(action="off")
 
 
 class InjectionBlocked(InvalidRequest):
@@ -54,7 +56,7 @@ class Guardrails:
         input_tokens: int,
     ) -> tuple[list[GuardFinding], str | None]:
         """Findings, and the rule to force (action route); raises for block / too long."""
-        policy = policy or DEFAULT
+        policy = policy or NO_POLICY
         if policy.max_input_tokens is not None and input_tokens > policy.max_input_tokens:
             self.decisions.labels(tenant, "max_input_tokens", "block").inc()
             raise InputTooLong(
