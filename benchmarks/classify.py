@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.timing import timed
 from gateway.classify import Classifier, complexity, load_default_classifier, request_text
 from gateway.classify.classifier import load_dataset
 from gateway.classify.evaluate import evaluate
@@ -72,22 +72,6 @@ class BenchContext:
 
 
 Section = Callable[[BenchContext], dict[str, Any]]
-
-
-def timed(fn: Callable[[], object], iterations: int, warmup: int = 10) -> dict[str, float]:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(iterations):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    samples.sort()
-    return {
-        "p50_ms": round(statistics.median(samples), 4),
-        "p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 4),
-        "n": iterations,
-    }
 
 
 def make_prompt(tokens: int, cache_dir: Path) -> tuple[str, int]:

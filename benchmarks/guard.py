@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
+from benchmarks.timing import timed
 from gateway.guard import KINDS, InjectionGuard, load_dataset, train_default
 from gateway.guard.detector import KindScore
 from gateway.guard.heuristics import heuristic_scores
@@ -67,21 +67,6 @@ def accuracy(guard: InjectionGuard) -> dict[str, dict[str, dict[str, float]]]:
             rows[kind] = prf(tp, fp, fn) | {"false_positives": fp}
         out[name] = rows
     return out
-
-
-def timed(fn: Callable[[], object], iterations: int) -> dict[str, float]:
-    for _ in range(20):
-        fn()
-    samples = []
-    for _ in range(iterations):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    samples.sort()
-    return {
-        "p50_ms": round(statistics.median(samples), 4),
-        "p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 4),
-    }
 
 
 def latency(guard: InjectionGuard, iterations: int) -> dict[str, dict[str, float]]:
