@@ -112,6 +112,18 @@ class Usage:
     spend: Spend = field(default_factory=Spend)
 
 
+@dataclass(slots=True)
+class Elsewhere:
+    """One scope's usage on the other replicas, as they last reported it (UsageSync)."""
+
+    requests: int = 0
+    tokens: int = 0
+    day: int = -1
+    day_usd: float = 0.0
+    month: tuple[int, int] = (0, 0)
+    month_usd: float = 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class Admission:
     """What `admit` recorded, for `settle` to correct with the real token count."""
@@ -130,6 +142,8 @@ class Limiter:
         self._clock = clock
         self._wall = wall
         self._usage: dict[tuple[str, str], Usage] = {}
+        # Other replicas' usage per scope, replaced whole by UsageSync about every second.
+        self.elsewhere: dict[tuple[str, str], Elsewhere] = {}
 
     def usage(self, scope: str, name: str) -> Usage:
         usage = self._usage.get((scope, name))
@@ -180,15 +194,16 @@ class Limiter:
         wall: float,
         tokens: int,
     ) -> None:
+        other = self.elsewhere.get((scope, name)) or _NOWHERE
         rpm = limits.requests_per_minute
-        if rpm is not None and usage.requests.used(now) + 1 > rpm:
+        if rpm is not None and usage.requests.used(now) + other.requests + 1 > rpm:
             raise RateLimited(
                 f"Rate limit reached for {scope} '{name}': {rpm} requests per minute",
                 retry_after_s=usage.requests.retry_after(now),
                 code="requests_per_minute",
             )
         tpm = limits.tokens_per_minute
-        if tpm is not None and usage.tokens.used(now) + tokens > tpm:
+        if tpm is not None and usage.tokens.used(now) + other.tokens + tokens > tpm:
             raise RateLimited(
                 f"Rate limit reached for {scope} '{name}': {tpm} tokens per minute",
                 retry_after_s=usage.tokens.retry_after(now, tpm, min(tokens, tpm)),
@@ -197,18 +212,40 @@ class Limiter:
         if limits.usd_per_day is None and limits.usd_per_month is None:
             return
         usage.spend.roll(wall)
-        if limits.usd_per_day is not None and usage.spend.day_usd >= limits.usd_per_day:
+        day_usd = usage.spend.day_usd + (other.day_usd if other.day == usage.spend.day else 0.0)
+        month_usd = usage.spend.month_usd + (
+            other.month_usd if other.month == usage.spend.month else 0.0
+        )
+        if limits.usd_per_day is not None and day_usd >= limits.usd_per_day:
             raise RateLimited(
                 f"Daily budget of ${limits.usd_per_day:g} reached for {scope} '{name}'",
                 retry_after_s=_seconds_to_next_day(wall),
                 code="budget_exceeded",
             )
-        if limits.usd_per_month is not None and usage.spend.month_usd >= limits.usd_per_month:
+        if limits.usd_per_month is not None and month_usd >= limits.usd_per_month:
             raise RateLimited(
                 f"Monthly budget of ${limits.usd_per_month:g} reached for {scope} '{name}'",
                 retry_after_s=_seconds_to_next_month(wall),
                 code="budget_exceeded",
             )
+
+    def snapshot(self) -> dict[str, dict[str, object]]:
+        """This replica's usage per scope, for the others (see UsageSync)."""
+        now = self._clock()
+        out: dict[str, dict[str, object]] = {}
+        for (scope, name), usage in self._usage.items():
+            out[f"{scope}\x00{name}"] = {
+                "requests": usage.requests.used(now),
+                "tokens": usage.tokens.used(now),
+                "day": usage.spend.day,
+                "day_usd": usage.spend.day_usd,
+                "month": list(usage.spend.month),
+                "month_usd": usage.spend.month_usd,
+            }
+        return out
+
+
+_NOWHERE = Elsewhere()
 
 
 def _seconds_to_next_day(wall: float) -> float:

@@ -32,6 +32,7 @@ from gateway.serving.inference import InferenceService
 from gateway.store.base import Store, StoreUnavailable
 from gateway.store_sync import StoreSync
 from gateway.tenants import KEYS, TENANTS, TenantDirectory
+from gateway.usage_sync import UsageSync
 
 log = logging.getLogger("flywheel.gateway")
 
@@ -55,6 +56,7 @@ class AppState:
     store: Store | None = None
     sync: StoreSync | None = None
     events: EventLog | None = None
+    usage_sync: UsageSync | None = None
     ready: bool = field(default=False)
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -107,6 +109,7 @@ class AppState:
             store=store,
             sync=sync,
             events=events,
+            usage_sync=UsageSync(store, limiter) if store is not None else None,
         )
 
     async def start(self) -> None:
@@ -119,6 +122,8 @@ class AppState:
             await self.sync.start()
         if self.events is not None:
             self.events.start()
+        if self.usage_sync is not None:
+            self.usage_sync.start()
         if self.store is not None:
             task = run_maintenance(self.store, self.config, self.tenants)
             self._background.append(asyncio.create_task(task, name="maintenance"))
@@ -138,6 +143,8 @@ class AppState:
             task.cancel()
         if self.events is not None:
             await self.events.close()
+        if self.usage_sync is not None:
+            await self.usage_sync.close()
         if self.sync is not None:
             await self.sync.close()
         if self.store is not None:

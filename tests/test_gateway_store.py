@@ -23,6 +23,7 @@ KEYS = {
     "S_MAIN_KEYS": "sk-store-main",
     "S_OTHER_KEYS": "sk-store-other",
     "S_QUIET_KEYS": "sk-store-quiet",
+    "S_SHARED_KEYS": "sk-store-shared",
     "S_ADMIN": ADMIN,
 }
 USER = [{"role": "user", "content": "Tell me about flywheels"}]
@@ -40,6 +41,7 @@ tenants:
   main: {{api_keys_env: S_MAIN_KEYS}}
   other: {{api_keys_env: S_OTHER_KEYS}}
   quiet: {{api_keys_env: S_QUIET_KEYS, content_logging: false}}
+  shared: {{api_keys_env: S_SHARED_KEYS, limits: {{requests_per_minute: 4}}}}
 admin: {{api_key_env: S_ADMIN}}
 """
 
@@ -303,3 +305,13 @@ def test_delete_by_user(pair: list[Server]) -> None:
     result = ctl(pair[0], "data", "delete", "--tenant", "main", "--user", "forget-me")
     assert result.returncode == 0 and '"deleted": 1' in result.stdout
     assert event_of(pair[0], ids[0]) is None and event_of(pair[0], ids[1]) is not None
+
+
+def test_rate_limits_are_shared_across_replicas(pair: list[Server]) -> None:
+    clients = [make_client(server, "sk-store-shared") for server in pair]
+    for client in (*clients, *clients):  # two requests through each replica
+        client.chat.completions.create(model="small", messages=USER)
+    time.sleep(1.6)  # each replica reports its usage about once a second
+    for client in clients:
+        with pytest.raises(openai.RateLimitError):
+            client.chat.completions.create(model="small", messages=USER)

@@ -125,3 +125,39 @@ def test_token_window_memory_is_bounded_by_seconds_not_requests() -> None:
         clocks.mono += 0.001
     assert len(limiter.usage("tenant", "acme").tokens.buckets) <= 6
     assert limiter.usage("tenant", "acme").tokens.used(clocks.mono) == 5000 * 12
+
+
+def test_other_replicas_usage_counts_toward_the_limit() -> None:
+    import orjson
+
+    from gateway.usage_sync import aggregate
+
+    clocks = Clocks()
+    limiter = make(clocks)
+    who = principal(tenant=LimitsConfig(requests_per_minute=5, usd_per_day=1.0))
+    limiter.admit(who, 1)
+    day = int(clocks.wall // 86400)
+    fresh = {
+        "ts": 1000.0,
+        "scopes": {
+            "tenant\x00acme": {
+                "requests": 3,
+                "tokens": 0,
+                "day": day,
+                "day_usd": 0.4,
+                "month": [2026, 11],
+                "month_usd": 0.4,
+            }
+        },
+    }
+    stale = {"ts": 900.0, "scopes": {"tenant\x00acme": {"requests": 50}}}
+    reports = {
+        "me": orjson.dumps({"ts": 1000.0, "scopes": {}}).decode(),
+        "other": orjson.dumps(fresh).decode(),
+        "old": orjson.dumps(stale).decode(),
+    }
+    limiter.elsewhere = aggregate(reports, "me", now=1001.0)
+    assert limiter.elsewhere[("tenant", "acme")].requests == 3  # stale and own ignored
+    limiter.admit(who, 1)  # 1 here + 3 elsewhere + this one = 5: at the limit, passes
+    with pytest.raises(RateLimited):
+        limiter.admit(who, 1)
