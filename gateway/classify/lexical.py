@@ -102,6 +102,17 @@ def hashed_features(text: str, n_features: int, char_ngrams: tuple[int, int] = (
     return np.unique(hashes % np.uint64(n_features))
 
 
+def linear_weights(model: Any, n_classes: int) -> tuple[F32, F32]:
+    """A fitted linear classifier's weights as (features x classes, classes) float32,
+    with a binary model's single row expanded to two classes."""
+    coef = np.asarray(model.coef_, dtype=np.float32)
+    intercept = np.asarray(model.intercept_, dtype=np.float32)
+    if n_classes == 2:
+        coef = np.vstack([-coef[0], coef[0]])
+        intercept = np.array([-intercept[0], intercept[0]], dtype=np.float32)
+    return np.ascontiguousarray(coef.T), intercept
+
+
 class LexicalIntentModel:
     """Hashed n-grams + one-vs-rest logistic regression by SGD; scikit-learn style."""
 
@@ -155,13 +166,7 @@ class LexicalIntentModel:
         )
         model.fit(X, labels)
         self.classes_: list[str] = [str(label) for label in model.classes_]
-        coef = np.asarray(model.coef_, dtype=np.float32)
-        intercept = np.asarray(model.intercept_, dtype=np.float32)
-        if len(self.classes_) == 2:  # binary models keep one row: expand to two classes
-            coef = np.vstack([-coef[0], coef[0]])
-            intercept = np.array([-intercept[0], intercept[0]], dtype=np.float32)
-        self.coef_: F32 = np.ascontiguousarray(coef.T)
-        self.intercept_: F32 = intercept
+        self.coef_, self.intercept_ = linear_weights(model, len(self.classes_))
         return self
 
     def with_extra_intents(self, examples: dict[str, list[str]]) -> LexicalIntentModel:

