@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from tests.support.gateway_config import ENV, MAIN_KEY, gateway_yaml
-from tests.support.processes import MockControl, Server, free_port, start_server
+from tests.support.processes import MockControl, Server, free_port, start_gateway, start_server
 
 
 @pytest.fixture(scope="session")
@@ -38,14 +38,7 @@ def gateway(mock_server: Server, tmp_path_factory: pytest.TempPathFactory) -> It
     work = tmp_path_factory.mktemp("gateway")
     config = work / "flywheel.yaml"
     config.write_text(gateway_yaml(mock_server.url, f"http://127.0.0.1:{free_port()}"))
-    port = free_port()
-    server = start_server(
-        ["-m", "gateway", "serve", "--config", str(config), "--port", str(port)],
-        port,
-        work / "gateway.log",
-        "/readyz",
-        env=ENV,
-    )
+    server = start_gateway(config, ENV)
     yield server
     server.stop()
 

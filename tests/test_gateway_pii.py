@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from tests.conftest import make_client
-from tests.support.processes import MockControl, Server, free_port, start_server
+from tests.support.processes import MockControl, Server, start_gateway
 
 ENV = {
     "X_MAIN": "sk-pii-main",
@@ -84,14 +84,7 @@ def gw(mock_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         )
     config = work / "flywheel.yaml"
     config.write_text(CONFIG.format(db=work / "f.db", policies=policies, mock=mock_server.url))
-    port = free_port()
-    server = start_server(
-        ["-m", "gateway", "serve", "--config", str(config), "--port", str(port)],
-        port,
-        work / "gw.log",
-        "/readyz",
-        env=ENV,
-    )
+    server = start_gateway(config, ENV)
     server.db = work / "f.db"  # type: ignore[attr-defined]
     yield server
     server.stop()

@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from tests.conftest import make_client
-from tests.support.processes import MockControl, Server, free_port, start_server
+from tests.support.processes import MockControl, Server, start_gateway
 
 ADMIN = "sk-pol-admin"
 KEY = "sk-pol-main"
@@ -116,14 +116,7 @@ def gw(
             db=work / "f.db", policies=policies, templates=templates, mock=mock_server.url
         )
     )
-    port = free_port()
-    server = start_server(
-        ["-m", "gateway", "serve", "--config", str(config), "--port", str(port)],
-        port,
-        work / "gw.log",
-        "/readyz",
-        env=ENV,
-    )
+    server = start_gateway(config, ENV)
     yield server
     server.stop()
 

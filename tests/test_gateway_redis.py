@@ -13,7 +13,8 @@ import redis
 
 from benchmarks.redis_server import RedisServer, available
 from tests.conftest import make_client
-from tests.support.processes import Server, free_port, start_server
+from tests.support.processes import Server, free_port
+from tests.support.processes import start_gateway as run_gateway
 
 pytestmark = pytest.mark.skipif(not available(), reason="redis-server is not installed")
 
@@ -46,14 +47,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 def start_gateway(mock_server: Server, store_url: str, work: Path) -> Server:
     config = work / f"flywheel-{free_port()}.yaml"
     config.write_text(config_yaml(mock_server.url, store_url))
-    port = free_port()
-    return start_server(
-        ["-m", "gateway", "serve", "--config", str(config), "--port", str(port)],
-        port,
-        work / f"gateway-{port}.log",
-        "/readyz",
-        env=KEYS,
-    )
+    return run_gateway(config, KEYS)
 
 
 def stream_length(server: RedisServer) -> int:

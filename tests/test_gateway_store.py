@@ -16,7 +16,8 @@ import openai
 import pytest
 
 from tests.conftest import make_client
-from tests.support.processes import MockControl, Server, free_port, start_server
+from tests.support.processes import MockControl, Server, free_port
+from tests.support.processes import start_gateway as run_gateway
 
 ADMIN = "sk-store-admin"
 KEYS = {
@@ -49,14 +50,7 @@ admin: {{api_key_env: S_ADMIN}}
 def start_gateway(mock_server: Server, work: Path, db: Path, flush_ms: int = 50) -> Server:
     config = work / f"flywheel-{flush_ms}-{free_port()}.yaml"
     config.write_text(store_yaml(mock_server.url, db, flush_ms))
-    port = free_port()
-    return start_server(
-        ["-m", "gateway", "serve", "--config", str(config), "--port", str(port)],
-        port,
-        work / f"gateway-{port}.log",
-        "/readyz",
-        env=KEYS,
-    )
+    return run_gateway(config, KEYS)
 
 
 @pytest.fixture(scope="module")

@@ -113,3 +113,16 @@ class MockControl:
     def _ok(response: httpx.Response) -> None:
         if response.status_code >= 400:
             raise AssertionError(f"mock control failed: {response.status_code} {response.text}")
+
+
+def start_gateway(config: Path, env: Mapping[str, str], log_dir: Path | None = None) -> Server:
+    """`flywheel serve` on `config` and a free port, logging beside the config."""
+    port = free_port()
+    log_path = (log_dir or config.parent) / f"gateway-{port}.log"
+    return start_server(
+        ["-m", "gateway", "serve", "--config", str(config), "--port", str(port)],
+        port,
+        log_path,
+        "/readyz",
+        env=env,
+    )
