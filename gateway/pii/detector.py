@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from gateway.pii.names import find_person, find_street_address
+from gateway.pii.names import find_person, find_street_address, load_gazetteers
 from gateway.pii.structured import FINDERS
 from gateway.pii.types import STRUCTURED_TYPES, TEXT_TYPES, Entity
 
@@ -52,6 +52,8 @@ class PIIDetector:
             if name in self.types
         ]
         self._custom = [(name, re.compile(pattern)) for name, pattern in self.custom.items()]
+        if "PERSON" in self.types:
+            load_gazetteers()  # ~80 ms once, here rather than on the first request
 
     def detect(self, text: str) -> list[Entity]:
         """Entities in `text`, sorted by start, never overlapping."""

@@ -2,8 +2,10 @@
 
 No statistical NER model is installable offline here (spaCy's `en_core_web_sm` is not on
 this machine's package index), so PERSON is a run of capitalised words accepted when a
-given name or family name from the shipped gazetteers (`data/*.txt`) anchors it, or when a
-cue word (Mr, Dr, "my name is", "Dear", "signed") precedes it. STREET_ADDRESS is a grammar:
+given name or family name from the shipped gazetteers anchors it (curated international
+lists plus the US Census's 5,163 given and 88,799 family names, with names that are also
+common English words needing a second anchor), or when a cue word (Mr, Dr, "my name is",
+"Dear", "signed") precedes it. STREET_ADDRESS is a grammar:
 house number, capitalised street words, a street-type word, then an optional unit, city,
 state and ZIP or postcode; plus the continental street-name-first form ("Hauptstraße 5,
 10115 Berlin", "12 rue de Rivoli, 75001 Paris").
@@ -17,7 +19,7 @@ from importlib import resources
 
 from gateway.pii.types import Entity
 
-__all__ = ["find_person", "find_street_address"]
+__all__ = ["find_person", "find_street_address", "load_gazetteers"]
 
 
 @cache
@@ -49,8 +51,28 @@ _CUE = re.compile(
 )
 
 
+@cache
+def load_gazetteers() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """Given names, family names, and the names that are also common English words.
+
+    The curated lists (`first_names.txt`, `surnames.txt`) are never ambiguous; the census
+    lists add breadth, and a census name that is a frequent English word ("Mark", "Page",
+    "Brown") counts only next to an unambiguous half or a cue.
+    """
+    curated = _words("first_names.txt") | _words("surnames.txt")
+    first = _words("first_names.txt") | _words("census_first_names.txt")
+    last = _words("surnames.txt") | _words("census_surnames.txt")
+    common = _words("common_words.txt")
+    ambiguous = frozenset(w for w in first | last if w.lower() in common and w not in curated)
+    return first, last, ambiguous
+
+
+def _common(word: str) -> bool:
+    return word.lower() in _words("common_words.txt")
+
+
 def find_person(text: str) -> list[Entity]:
-    first, last = _words("first_names.txt"), _words("surnames.txt")
+    first, last, ambiguous = load_gazetteers()
     found: list[Entity] = []
     for m in _RUN.finditer(text):
         tokens = [t for t in m.group().split() if not t.endswith(".")]
@@ -65,20 +87,36 @@ def find_person(text: str) -> list[Entity]:
         if _SUFFIX_AFTER.match(text, end):
             continue  # "Baker Street", "Elm Road": an address, not a person
         cue = _CUE.search(text[max(0, start - 16) : start]) is not None
-        if (
-            len(tokens) >= 2
-            and tokens[0] in first
-            and (tokens[-1] in last or cue or len(tokens) == 2)
-        ):
-            score = 0.9 if tokens[-1] in last else 0.75
-        elif len(tokens) >= 2 and tokens[-1] in last and tokens[0][0].isupper():
+        score = _person_score(tokens, first, last, ambiguous, cue)
+        if score is None and cue and (tokens[0] in last or _TITLE.search(text, 0, start)):
             score = 0.7
-        elif cue and (len(tokens) >= 2 or tokens[0] in last or _TITLE.search(text, 0, start)):
-            score = 0.7
-        else:
-            continue
-        found.append(Entity("PERSON", start, end, text[start:end], score))
+        if score is not None:
+            found.append(Entity("PERSON", start, end, text[start:end], score))
     return found
+
+
+def _person_score(
+    tokens: list[str],
+    first: frozenset[str],
+    last: frozenset[str],
+    ambiguous: frozenset[str],
+    cue: bool,
+) -> float | None:
+    """How sure a run of capitalised words is a name; None when it is not one."""
+    if len(tokens) < 2:
+        return None
+    given, family = tokens[0], tokens[-1]
+    strong_given = given in first and given not in ambiguous
+    strong_family = family in last and family not in ambiguous
+    if given in first and family in last and (strong_given or strong_family or cue):
+        return 0.9
+    if strong_given and (cue or len(tokens) == 2) and not _common(family):
+        return 0.75
+    if strong_family and not _common(given):
+        return 0.7
+    if cue:
+        return 0.7
+    return None
 
 
 _SUFFIXES = (
