@@ -18,6 +18,7 @@ from gateway.config_loader import load_config
 from gateway.errors import GatewayError, InvalidRequest, NotFound, error_body
 from gateway.http import error_response, json_response
 from gateway.routes.admin import AdminRoutes
+from gateway.routes.admin_adapters import AdminAdapterRoutes
 from gateway.routes.admin_policy import AdminPolicyRoutes
 from gateway.routes.admin_store import AdminStoreRoutes
 from gateway.routes.feedback import FeedbackRoutes
@@ -50,6 +51,7 @@ def build_app(state: AppState) -> Starlette:
         *AdminRoutes(state).routes(),
         *AdminStoreRoutes(state).routes(),
         *AdminPolicyRoutes(state).routes(),
+        *AdminAdapterRoutes(state).routes(),
     ]
     app = Starlette(
         routes=routes,

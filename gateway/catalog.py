@@ -31,6 +31,11 @@ class ModelRoute:
     timeout_s: float | None
     tenants: frozenset[str] | None
     chain: tuple[str, ...] = ()
+    # Set on routes derived for a LoRA adapter (gateway/adapters/resolve.py): the adapter
+    # id served, and the name the request or policy used when it is not `name` (a bare
+    # adapter name that resolved to a version).
+    adapter: str | None = None
+    alias: str | None = None
 
     def cost_usd(self, input_tokens: int, output_tokens: int) -> float:
         return input_tokens * self.input_usd_per_token + output_tokens * self.output_usd_per_token

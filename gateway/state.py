@@ -8,6 +8,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.adapters.index import AdapterIndex
+from gateway.adapters.registry import NAMESPACE as ADAPTERS
+from gateway.adapters.resolve import AdapterResolver
 from gateway.auth import KeyIndex
 from gateway.catalog import ModelCatalog, build_catalog
 from gateway.classify import load_default_classifier
@@ -36,7 +39,7 @@ from gateway.usage_sync import UsageSync
 
 log = logging.getLogger("flywheel.gateway")
 
-SYNCED = (FLAGS, KILL, KEYS, TENANTS)
+SYNCED = (FLAGS, KILL, KEYS, TENANTS, ADAPTERS)
 
 
 @dataclass
@@ -53,6 +56,7 @@ class AppState:
     router: Router
     pii: PIIService
     guardrails: Guardrails
+    adapters: AdapterResolver
     store: Store | None = None
     sync: StoreSync | None = None
     events: EventLog | None = None
@@ -69,6 +73,7 @@ class AppState:
             metrics.breaker_state.labels(name).set(0)
         keys = KeyIndex.from_config(config)
         tenants = TenantDirectory(config, keys)
+        adapters = AdapterResolver(catalog, AdapterIndex())
         store = sync = events = None
         if config.store:
             from gateway.store import open_store
@@ -76,6 +81,7 @@ class AppState:
             store = open_store(config.store)
             sync = StoreSync(store, SYNCED)
             sync.on_change(tenants.on_store_change)
+            sync.on_change(adapters.index.on_store_change)
             settings = EventLogSettings(
                 queue_size=config.events.queue_size,
                 batch_size=config.events.batch_size,
@@ -89,7 +95,9 @@ class AppState:
         for problem in reload_all(policies, templates):
             log.warning("policy or template rejected", extra={"fields": {"problem": problem}})
         latency = LatencyTracker()
-        router = Router(catalog, policies, templates, load_default_classifier(), flags, latency)
+        router = Router(
+            catalog, policies, templates, load_default_classifier(), flags, latency, adapters
+        )
         router.warm()
         inference = InferenceService(Dispatcher(metrics), limiter, metrics, events, latency)
         inference.judges = dict(catalog.routes)
@@ -106,6 +114,7 @@ class AppState:
             router=router,
             pii=PIIService(metrics.registry, _hash_secret()),
             guardrails=Guardrails(metrics.registry),
+            adapters=adapters,
             store=store,
             sync=sync,
             events=events,

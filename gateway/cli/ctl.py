@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 
+from gateway.cli import ctl_adapters
+
 
 def add_parser(commands: Any) -> None:
     parser = commands.add_parser("ctl", help="operate a running gateway (admin API)")
@@ -124,6 +126,8 @@ def add_parser(commands: Any) -> None:
     put.add_argument("file")
     put.set_defaults(call=_put_policy)
 
+    ctl_adapters.add_parser(sub)
+
     sub.add_parser("status", help="breakers, chains, usage").set_defaults(
         call=lambda a: ("GET", "/admin/status", None)
     )
@@ -158,7 +162,8 @@ def run(args: argparse.Namespace, rest: list[str]) -> int:
         message = payload.get("error", {}).get("message") if isinstance(payload, dict) else None
         print(f"flywheel ctl: {response.status_code}: {message or payload}", file=sys.stderr)
         return 1
-    print(json.dumps(payload, indent=2, sort_keys=True))
+    show = getattr(args, "show", None)  # a command's own rendering (tables)
+    print(show(payload) if show else json.dumps(payload, indent=2, sort_keys=True))
     return 0
 
 

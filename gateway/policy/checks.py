@@ -1,8 +1,11 @@
 """Cross-checks of a policy against the rest of the system, at load time: every model a
-rule names exists, every template it names is loaded, a judge is a known model."""
+rule names exists (or names an adapter of a local model, `local/smollm2-135m:support`,
+resolved by the registry per request), every template it names is loaded, a judge is a
+known model."""
 
 from __future__ import annotations
 
+from gateway.adapters.resolve import adapter_target
 from gateway.catalog import ModelCatalog
 from gateway.pii import ALL_TYPES
 from gateway.policy.library import Checker
@@ -16,7 +19,7 @@ def policy_checker(catalog: ModelCatalog, templates: TemplateLibrary) -> Checker
         for i, rule in enumerate(policy.rules):
             where = ("rules", str(i), "route")
             for name in rule.route.chain:
-                if name not in catalog.routes:
+                if name not in catalog.routes and adapter_target(catalog.routes, name) is None:
                     found.append(((*where, "chain"), f"unknown model {name!r}"))
             ensemble = rule.route.ensemble
             if ensemble is not None and ensemble.judge and ensemble.judge not in catalog.routes:

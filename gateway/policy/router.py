@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.adapters.resolve import AdapterResolver
 from gateway.catalog import ModelCatalog, ModelRoute
 from gateway.classify import Classification, Classifier, request_text
 from gateway.errors import InvalidRequest, ModelNotFound, PermissionDenied
@@ -50,8 +51,10 @@ class Router:
         classifier: Classifier,
         flags: Flags,
         latency: strategies.LatencyTracker,
+        adapters: AdapterResolver | None = None,
     ) -> None:
         self.catalog = catalog
+        self.adapters = adapters  # `<local model>:<adapter>` names, from the registry
         self.policies = policies
         self.templates = templates
         self.classifier = classifier
@@ -97,7 +100,11 @@ class Router:
                     f"{', '.join(policy.virtual_models)}",
                     param="model",
                 )
-            plan.chain = self.catalog.resolve(tenant, model)
+            if self.adapters is not None and self.adapters.handles(model):
+                plan.chain, note = self.adapters.resolve(tenant, model, _key(body, request_id))
+                plan.explain.append(note)
+            else:
+                plan.chain = self.catalog.resolve(tenant, model)
             plan.explain.append(
                 f"concrete model {model}: its chain {' -> '.join(r.name for r in plan.chain)}"
             )
@@ -120,9 +127,9 @@ class Router:
             f"(strategy {rule.route.strategy})"
         )
         candidates = [
-            self.catalog.routes[name]
+            route
             for name in rule.route.chain
-            if name in self.catalog.routes and self.catalog.routes[name].allows(tenant)
+            if (route := self._candidate(tenant, name, _key(body, request_id))) is not None
         ]
         if not candidates:
             raise ModelNotFound(f"Rule {rule.name} has no model tenant '{tenant}' may use")
@@ -163,6 +170,14 @@ class Router:
         self._template(plan, policy, rule, tenant, endpoint, body, request_id)
         return plan
 
+    def _candidate(self, tenant: str, name: str, key: str) -> ModelRoute | None:
+        route = self.catalog.routes.get(name)
+        if route is not None:
+            return route if route.allows(tenant) else None
+        if self.adapters is not None and self.adapters.handles(name):
+            return self.adapters.candidate(tenant, name, key)
+        return None
+
     def _order(
         self,
         rule: Rule,
@@ -180,7 +195,7 @@ class Router:
             weights = [
                 w
                 for name, w in zip(route.chain, route.weights, strict=True)
-                if any(r.name == name for r in chain)
+                if any(name in (r.name, r.alias) for r in chain)
             ]
             return strategies.weighted(
                 chain, weights, f"{tenant}\x00{rule.name}\x00{user or request_id}"
@@ -239,6 +254,12 @@ class Router:
                 else ""
             )
         )
+
+
+def _key(body: dict[str, Any], request_id: str) -> str:
+    """Sticky assignment key (canaries): the request's user, else its id."""
+    user = body.get("user")
+    return user if isinstance(user, str) and user else request_id
 
 
 def _requested_output(body: dict[str, Any]) -> int | None:

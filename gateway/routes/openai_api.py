@@ -140,4 +140,8 @@ class OpenAIRoutes:
             {"id": route.name, "object": "model", "created": 0, "owned_by": route.provider.name}
             for route in self._state.catalog.visible_to(principal.tenant)
         ]
+        data += [  # adapters this tenant can name, from the registry
+            {"id": name, "object": "model", "created": 0, "owned_by": route.provider.name}
+            for name, route in self._state.adapters.models_for(principal.tenant)
+        ]
         return json_response({"object": "list", "data": data})

@@ -70,7 +70,7 @@ def build_event(
         route=route.name if route else None,
         provider=route.provider.name if route else None,
         upstream_model=route.upstream_model if route else None,
-        adapter=None,
+        adapter=route.adapter if route else None,
         attempts=trace.attempts,
         fallbacks=trace.fallbacks,
         errors=trace.errors,
