@@ -10,13 +10,14 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,classify-export]'
+	$(BIN)/python -m pip install --quiet -e '.[test,classify-export,local]'
 	$(BIN)/flywheel classifier export
+	$(BIN)/flywheel local-model prepare
 	touch $(STAMP)
 
 install: $(STAMP)
 
-## run the whole system on embedded defaults (gateway + mock upstream)
+## run the whole system on embedded defaults (gateway + local model worker + mock upstream)
 run: $(STAMP)
 	$(BIN)/flywheel up
 
@@ -25,8 +26,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway learner benchmarks tests
-	$(BIN)/mypy gateway
+	$(BIN)/ruff check gateway local_worker learner benchmarks tests
+	$(BIN)/mypy gateway local_worker benchmarks
 
 bench-overhead: $(STAMP)
 	$(BIN)/flywheel bench overhead

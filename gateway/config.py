@@ -39,6 +39,9 @@ class ProviderConfig(Strict):
     # external: a third party (PII is masked before it by default); local: our own model
     # worker on this network (PII handling configurable per tenant).
     location: Literal["external", "local"] = "external"
+    # How a local provider names a LoRA adapter in the upstream request: `base:adapter`
+    # (`smollm2-135m:support-v3`, the Flywheel worker) or `adapter` (`support-v3`, vLLM).
+    adapter_naming: Literal["base:adapter", "adapter"] = "base:adapter"
     # Whether the upstream speaks OpenAI's Responses API (else /v1/responses is translated).
     supports_responses: bool = False
     # Ask the upstream for a usage chunk on streams the client did not ask it for (the

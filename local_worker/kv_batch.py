@@ -7,6 +7,8 @@ also drops leading columns no remaining row uses, so the cache never grows for n
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
@@ -25,7 +27,8 @@ def join(
     """One cache holding `cache`'s rows then `other`'s, aligned on the right."""
     width = max(mask.shape[1], other_mask.shape[1])
     grow, other_grow = width - mask.shape[1], width - other_mask.shape[1]
-    for layer, extra in zip(cache.layers, other.layers, strict=True):
+    pairs: list[tuple[Any, Any]] = list(zip(cache.layers, other.layers, strict=True))
+    for layer, extra in pairs:
         layer.keys = torch.cat(
             [_left_pad(layer.keys, grow, -2), _left_pad(extra.keys, other_grow, -2)]
         )
@@ -42,7 +45,8 @@ def keep(cache: DynamicCache, mask: torch.Tensor, rows: list[int]) -> torch.Tens
     mask = mask.index_select(0, index)
     used = torch.nonzero(mask.any(dim=0))
     first = int(used[0]) if used.numel() else mask.shape[1]
-    for layer in cache.layers:
+    layers: list[Any] = list(cache.layers)
+    for layer in layers:
         layer.keys = layer.keys.index_select(0, index)[:, :, first:]
         layer.values = layer.values.index_select(0, index)[:, :, first:]
     return mask[:, first:]

@@ -7,7 +7,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from local_worker import model_files
 
@@ -49,7 +49,8 @@ def build_worker(options: Options) -> Worker:
     torch.set_num_threads(options.threads)
     files = model_files.resolve(options.model, options.cache_dir, options.served_name)
     tokenizer = AutoTokenizer.from_pretrained(str(files.path))
-    model = AutoModelForCausalLM.from_pretrained(str(files.path), dtype=torch.float32).eval()
+    model: Any = AutoModelForCausalLM.from_pretrained(str(files.path), dtype=torch.float32)
+    model.eval()
     limit = min(options.max_model_len, int(getattr(model.config, "max_position_embeddings", 2048)))
     eos = model.generation_config.eos_token_id
     eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}

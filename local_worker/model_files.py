@@ -74,7 +74,7 @@ def _convert_gguf(model: str, target: Path) -> None:
     config = AutoConfig.from_pretrained(directory, gguf_file=filename)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config)
+    plain = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
     plain.load_state_dict(quantised.state_dict())
     staging = target.with_name(target.name + f".tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)

@@ -18,7 +18,7 @@ from gateway.providers.factory import build_provider
 BASE = "local/smollm2-135m"
 
 
-def catalog() -> ModelCatalog:
+def catalog(adapter_naming: str = "base:adapter") -> ModelCatalog:
     config = FlywheelConfig.model_validate(
         {
             "providers": {
@@ -26,6 +26,7 @@ def catalog() -> ModelCatalog:
                     "kind": "openai",
                     "base_url": "http://127.0.0.1:1/v1",
                     "location": "local",
+                    "adapter_naming": adapter_naming,
                 },
                 "ext": {"kind": "openai", "base_url": "http://127.0.0.1:2/v1"},
             },
@@ -178,3 +179,12 @@ def test_models_for_lists_the_adapters_a_tenant_can_name() -> None:
         "local/other:elsewhere",
         f"{BASE}:beta",
     ]
+
+
+def test_vllm_style_providers_get_the_adapter_name_alone() -> None:
+    index = AdapterIndex()
+    index.load([record(2, "active")])
+    vllm = AdapterResolver(catalog(adapter_naming="adapter"), index)
+    chain, _ = vllm.resolve("a", f"{BASE}:support", "k")
+    assert chain[0].upstream_model == "support-v2"
+    assert chain[0].name == f"{BASE}:support-v2"

@@ -97,7 +97,11 @@ class AdapterResolver:
                 route = dataclasses.replace(
                     base,
                     name=name,
-                    upstream_model=f"{base.upstream_model}:{record.id}",
+                    upstream_model=(
+                        record.id
+                        if base.provider.adapter_naming == "adapter"
+                        else f"{base.upstream_model}:{record.id}"
+                    ),
                     chain=(name, *(r.name for r in fallbacks)),
                     adapter=record.id,
                     alias=model,

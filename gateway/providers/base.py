@@ -44,6 +44,7 @@ class Provider(Protocol):
     supports_responses: bool
     stream_usage: bool
     location: str  # "external" or "local": which PII action applies before it
+    adapter_naming: str  # "base:adapter" or "adapter": the upstream name of a LoRA adapter
 
     async def start(self) -> None: ...
 

@@ -45,6 +45,7 @@ class LiteLLMProvider:
         self.name = name
         self.stream_usage = config.stream_usage
         self.location: str = config.location
+        self.adapter_naming: str = config.adapter_naming
         self._config = config
         self._litellm: ModuleType | None = None
 

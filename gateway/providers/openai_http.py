@@ -32,6 +32,7 @@ class OpenAIHTTPProvider:
         self.supports_responses = config.supports_responses
         self.stream_usage = config.stream_usage
         self.location: str = config.location
+        self.adapter_naming: str = config.adapter_naming
         self._config = config
         self._base_url = (config.base_url or "").rstrip("/")
         self._headers = {"content-type": "application/json", **config.headers}

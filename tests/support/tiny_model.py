@@ -43,12 +43,12 @@ def build_tiny_model(out: Path, max_positions: int = 256, seed: int = 0) -> Path
     return out
 
 
-def build_adapter(model_dir: Path, out: Path, seed: int, r: int = 8) -> Path:
+def build_adapter(model_dir: Path, out: Path, seed: int, r: int = 8, alpha: float = 16) -> Path:
     """A LoRA adapter with random (non-zero) weights, so its outputs differ from the base."""
     torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_pretrained(str(model_dir))
     config = LoraConfig(
-        r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj", "o_proj"],
+        r=r, lora_alpha=alpha, target_modules=["q_proj", "v_proj", "o_proj"],
         init_lora_weights=False,
     )  # fmt: skip
     get_peft_model(base, config).save_pretrained(str(out))
