@@ -107,6 +107,7 @@ class Adapters:
             ) from exc
         model.eval()
         self.engine.model, self.engine.lora = model, True
+        self.engine.prefixes.forget(name)
         seconds = time.perf_counter() - started
         self.loaded[name] = seconds
         self.peak_loaded = max(self.peak_loaded, len(self.loaded))
@@ -120,6 +121,7 @@ class Adapters:
             model = self.engine.model
             model.delete_adapter(name)
             del self.loaded[name]
+            self.engine.prefixes.forget(name)
             if self.loaded:  # PEFT keeps pointing at a deleted active adapter
                 model.set_adapter(next(iter(self.loaded)))
             else:  # back to the plain model: no LoRA layers left in the forward pass

@@ -26,6 +26,7 @@ import torch
 from transformers import DynamicCache
 
 from local_worker import kv_batch
+from local_worker.prefix_cache import Prefix, PrefixCache
 from local_worker.sampling import Release, Sampling, generator_for, sample
 
 log = logging.getLogger("flywheel.local_worker")
@@ -88,6 +89,7 @@ class Engine:
         max_batch: int = 16,
         batch_window_s: float = 0.005,
         eos_ids: set[int] | None = None,
+        prefix_cache_tokens: int = 8192,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -97,6 +99,7 @@ class Engine:
         self.eos_ids = eos_ids or set()
         self.lora = False  # set by the adapter manager once an adapter is loaded
         self.prepare: Callable[[Job], None] | None = None  # loads a job's adapter if needed
+        self.prefixes = PrefixCache(max_tokens=prefix_cache_tokens)
         forward = inspect.signature(model.forward).parameters
         self._cache_kw = "cache" if "cache" in forward else "past_key_values"
         self._inbox: queue.SimpleQueue[Job | _Command | None] = queue.SimpleQueue()
@@ -219,28 +222,57 @@ class Engine:
                 except Exception as exc:  # this request alone hears of it
                     jobs.pop()
                     job.deliver(exc)
-        if not jobs:
-            return
-        width = max(len(j.prompt) for j in jobs)
-        ids = torch.zeros((len(jobs), width), dtype=torch.long)
-        mask = torch.zeros((len(jobs), width), dtype=torch.long)
-        for i, job in enumerate(jobs):
-            ids[i, width - len(job.prompt) :] = torch.tensor(job.prompt)
-            mask[i, width - len(job.prompt) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
-        logits = self._forward(ids, mask, positions, cache, [j.adapter for j in jobs])
-        rows = [
-            _Row(j, len(j.prompt), generator_for(j.sampling), Release(j.sampling.stop))
-            for j in jobs
-        ]
-        if self._cache is None:
-            self._cache, self._mask = cache, mask
-        else:
-            self._cache, self._mask = kv_batch.join(self._cache, self._mask, cache, mask)
-        self._rows.extend(rows)
+        groups: dict[tuple[int, int], tuple[Prefix | None, int, list[Job]]] = {}
+        for job in jobs:
+            hit = self.prefixes.match(job.prompt, job.adapter)
+            prefix, covered = hit if hit is not None else (None, 0)
+            groups.setdefault((id(prefix), covered), (prefix, covered, []))[2].append(job)
+        for prefix, covered, group in groups.values():
+            cache, mask, logits = self._prefill(group, prefix, covered)
+            rows = [
+                _Row(j, len(j.prompt), generator_for(j.sampling), Release(j.sampling.stop))
+                for j in group
+            ]
+            if self._cache is None:
+                self._cache, self._mask = cache, mask
+            else:
+                self._cache, self._mask = kv_batch.join(self._cache, self._mask, cache, mask)
+            self._rows.extend(rows)
+            self._advance(rows, logits, offset=len(self._rows) - len(rows))
         self._admitting = []
-        self._advance(rows, logits, offset=len(self._rows) - len(rows))
+
+    def _prefill(
+        self, jobs: list[Job], prefix: Prefix | None, covered: int
+    ) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
+        """One forward pass over the jobs' prompts (after a shared cached prefix, if any).
+
+        Rows are left-padded; with a prefix the padding sits between the prefix and the
+        rest of each prompt, which the attention mask and explicit positions allow.
+        """
+        rest = [j.prompt[covered:] for j in jobs]
+        width = max(len(r) for r in rest)
+        ids = torch.zeros((len(jobs), width), dtype=torch.long)
+        fresh = torch.zeros((len(jobs), width), dtype=torch.long)
+        for i, tokens in enumerate(rest):
+            ids[i, width - len(tokens) :] = torch.tensor(tokens)
+            fresh[i, width - len(tokens) :] = 1
+        positions = covered + (fresh.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        mask = fresh
+        if prefix is not None:
+            for index, (keys, values) in enumerate(prefix.layers):
+                shape = (len(jobs), keys.shape[1], covered, keys.shape[3])
+                cache.update(
+                    keys[:, :, :covered].expand(shape).contiguous(),
+                    values[:, :, :covered].expand(shape).contiguous(),
+                    index,
+                )
+            mask = torch.cat([torch.ones((len(jobs), covered), dtype=torch.long), fresh], 1)
+        logits = self._forward(ids, mask, positions, cache, [j.adapter for j in jobs])
+        if prefix is None:
+            for i, job in enumerate(jobs):
+                self.prefixes.store(job.prompt, job.adapter, cache, i)
+        return cache, mask, logits
 
     def _step(self) -> None:
         assert self._cache is not None

@@ -147,3 +147,17 @@ async def test_lru_bound_and_corrupt_adapter(engine: Engine, tiny: Path, tmp_pat
         await adapters.load("wrong", str(wrong))
     text, _ = await generate(engine, "hi", GREEDY, "b")  # still serving
     assert text
+
+
+async def test_prefix_cache_reuses_a_shared_head_without_changing_the_output(
+    engine: Engine,
+) -> None:
+    head = "You are a careful assistant for the billing team of a large shop. " * 2
+    prompts = [head + tail for tail in ("alpha?", "beta and gamma?", "delta")]
+    engine.prefixes.max_tokens = 0  # off: the reference outputs
+    cold = [await generate(engine, p, GREEDY) for p in prompts]
+    engine.prefixes.max_tokens = 8192
+    await generate(engine, prompts[0], GREEDY)  # computes and keeps the head
+    warm = await asyncio.gather(*(generate(engine, p, GREEDY) for p in prompts[1:]))
+    assert [t for t, _ in warm] == [t for t, _ in cold[1:]]
+    assert engine.prefixes.hits >= 2 and engine.prefixes.saved_tokens >= 2 * 20
