@@ -31,6 +31,7 @@ class Options:
     max_loras: int = 4
     max_model_len: int = 2048
     default_max_tokens: int = 256
+    prefix_cache_tokens: int = 8192  # KV of shared prompt heads kept; 0 turns it off
     store: str | None = None  # where the adapter registry lives; None: no lazy loading
     embedding_model: str | None = "all-minilm-l6-v2"  # "none" to serve no embeddings
     cache_dir: Path = model_files.DEFAULT_CACHE
@@ -61,6 +62,7 @@ def build_worker(options: Options) -> Worker:
         max_batch=options.max_batch,
         batch_window_s=options.batch_window_ms / 1000,
         eos_ids={i for i in eos_ids if i is not None},
+        prefix_cache_tokens=options.prefix_cache_tokens,
     )
     adapters = Adapters(engine, options.max_loras, _registry_lookup(options.store, files.name))
     limits = Limits(max_model_len=limit, default_max_tokens=options.default_max_tokens)

@@ -29,6 +29,9 @@ def add_parser(commands: Any) -> None:
     serve.add_argument("--max-model-len", type=int, default=2048, help="context window")
     serve.add_argument("--default-max-tokens", type=int, default=256)
     serve.add_argument(
+        "--prefix-cache-tokens", type=int, default=8192, help="KV of shared prompt heads (0: off)"
+    )
+    serve.add_argument(
         "--store",
         default=os.environ.get("FLYWHEEL_STORE"),
         help="adapter registry store URL for lazy loading by name (default $FLYWHEEL_STORE)",
@@ -64,6 +67,7 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
             max_loras=args.max_loras,
             max_model_len=args.max_model_len,
             default_max_tokens=args.default_max_tokens,
+            prefix_cache_tokens=args.prefix_cache_tokens,
             store=args.store,
             embedding_model=args.embedding_model,
             cache_dir=args.cache_dir or DEFAULT_CACHE,
