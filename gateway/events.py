@@ -30,10 +30,14 @@ class RequestContext(Record):
     messages: int = 0
     has_tools: bool = False
     has_images: bool = False
+    # A digest of the request's text: the same prompt again soon is a retry, which the
+    # learner counts against the first answer.
+    prompt_hash: str | None = None
 
 
 class RoutingDecision(Record):
     strategy: str = "static"
+    rule: str | None = None
     arm: str | None = None
     propensity: float | None = None
     policy_version: str | None = None

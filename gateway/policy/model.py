@@ -152,6 +152,51 @@ class GuardPolicy(Strict):
         return self
 
 
+class RewardPolicy(Strict):
+    """How feedback becomes a reward in [0, 1] (learner/rewards.py).
+
+    Explicit signals win over implicit ones: a thumb (value 1 up, 0 or -1 down), a score
+    (mapped from `score_range` onto [0, 1]), a correction (the answer needed fixing). Without
+    them, implicit signals: a click, dwell time (saturating at `dwell_full_s`), and a retry
+    of the same prompt by the same user within `retry_window_s`, which counts against the
+    first answer. Then `cost_weight` x cost (USD) and `latency_weight` x latency (s) are
+    subtracted and the result clipped to [0, 1]. Events with no signal within `horizon_s`
+    get `default`, or are left out when it is null.
+    """
+
+    thumbs_up: float = Field(1.0, ge=0, le=1)
+    thumbs_down: float = Field(0.0, ge=0, le=1)
+    score_range: tuple[float, float] = (1.0, 5.0)
+    correction: float = Field(0.2, ge=0, le=1)
+    click: float = Field(0.8, ge=0, le=1)
+    dwell_full_s: float = Field(30.0, gt=0)
+    retry: float = Field(0.1, ge=0, le=1)
+    retry_window_s: float = Field(120.0, ge=0)
+    default: float | None = Field(0.6, ge=0, le=1)
+    horizon_s: float = Field(300.0, gt=0)
+    cost_weight: float = Field(0.0, ge=0)  # per USD
+    latency_weight: float = Field(0.0, ge=0)  # per second
+
+    @model_validator(mode="after")
+    def _range(self) -> RewardPolicy:
+        if self.score_range[0] >= self.score_range[1]:
+            raise ValueError("score_range must be (low, high) with low < high")
+        return self
+
+
+class Learning(Strict):
+    """The learner's settings for this tenant's `bandit` rules, and their safeguards."""
+
+    algorithm: Literal["linucb", "lints", "egreedy"] = "linucb"
+    reward: RewardPolicy = RewardPolicy()
+    min_explore: float = Field(0.05, ge=0, le=1)  # probability spread over every arm
+    reward_floor: float = Field(0.0, ge=0, le=1)  # arms estimated below it are not chosen
+    max_shift: float = Field(0.25, gt=0, le=1)  # most any arm's share may move per publication
+    publish_every: int = Field(200, ge=1)  # new experiences per rule between publications
+    ope_tolerance: float = Field(0.02, ge=0)  # how much worse than live a candidate may look
+    min_ess: float = Field(30.0, ge=0)  # effective sample size the gate needs
+
+
 class Policy(Strict):
     tenant: str
     version: str = "1"
@@ -167,6 +212,7 @@ class Policy(Strict):
     sla: SLA = SLA()
     pii: PIIPolicy = PIIPolicy()
     guard: GuardPolicy = GuardPolicy()
+    learning: Learning = Learning()
     rules: list[Rule] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -7,6 +7,7 @@ is assembled from the chunks the relay captured, here, after the client has it.
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -45,6 +46,7 @@ def build_event(
         )
         routing = RoutingDecision(
             strategy=plan.strategy,
+            rule=plan.rule,
             arm=plan.arm,
             propensity=plan.propensity,
             policy_version=plan.policy_version,
@@ -131,7 +133,12 @@ def context_of(endpoint: Endpoint, body: dict[str, Any]) -> RequestContext:
         prompt = body.get("prompt", body.get("input"))
         has_images |= _collect(prompt, texts)
         messages = 1
+    digest = hashlib.blake2b(digest_size=8)
+    for text in texts:
+        digest.update(text.encode("utf-8", "replace"))
+        digest.update(b"\x00")
     return RequestContext(
+        prompt_hash=digest.hexdigest() if texts else None,
         input_chars=sum(len(t) for t in texts),
         messages=messages,
         has_tools=bool(body.get("tools")),

@@ -1,0 +1,197 @@
+"""The learner's durable state: pending decisions, their feedback, and the replay buffer.
+
+One SQLite file (WAL). An event of a `bandit` decision is `pending` until its feedback
+horizon passes, then it becomes an `experience` (context features, arm, propensity,
+reward, policy version) that bandit updates, the off-policy gate and later training jobs
+read. Everything is keyed by id and written with INSERT OR IGNORE, so a stream entry
+delivered twice (at-least-once consumption, a restart before the ack) changes nothing;
+the store's entries are acked only after they are committed here.
+
+At scale the experiences are what a job exports to Parquet on object storage; the
+learner itself keeps only the recent window it needs.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.events import Feedback, InteractionEvent
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS pending (
+    request_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, rule TEXT NOT NULL, ts REAL NOT NULL,
+    user TEXT, prompt_hash TEXT, event TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS pending_ts ON pending (ts);
+CREATE TABLE IF NOT EXISTS feedback (
+    feedback_id TEXT PRIMARY KEY, request_id TEXT NOT NULL, record TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS feedback_request ON feedback (request_id);
+CREATE TABLE IF NOT EXISTS seen (
+    tenant TEXT NOT NULL, user TEXT NOT NULL, prompt_hash TEXT NOT NULL, ts REAL NOT NULL,
+    request_id TEXT PRIMARY KEY);
+CREATE INDEX IF NOT EXISTS seen_prompt ON seen (tenant, user, prompt_hash, ts);
+CREATE TABLE IF NOT EXISTS experience (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, request_id TEXT UNIQUE NOT NULL,
+    tenant TEXT NOT NULL, rule TEXT NOT NULL, ts REAL NOT NULL, arm TEXT NOT NULL,
+    propensity REAL NOT NULL, policy_version TEXT, context TEXT NOT NULL, reward REAL NOT NULL,
+    cost_usd REAL NOT NULL, latency_ms REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS experience_rule ON experience (tenant, rule, seq);
+"""
+
+
+@dataclass(frozen=True)
+class Experience:
+    request_id: str
+    tenant: str
+    rule: str
+    ts: float
+    arm: str
+    propensity: float
+    policy_version: str | None
+    context: dict[str, object]
+    reward: float
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+
+
+class ReplayBuffer:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def add(self, events: list[InteractionEvent], feedback: list[Feedback]) -> int:
+        """Record new bandit decisions and feedback in one transaction; how many were new."""
+        added = 0
+        with self._transaction():
+            for event in events:
+                if event.context.prompt_hash and event.user:
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?, ?)",
+                        (event.tenant, event.user, event.context.prompt_hash, event.ts,
+                         event.request_id),
+                    )  # fmt: skip
+                rule = event.routing.rule
+                if event.routing.strategy != "bandit" or not rule or not event.routing.arm:
+                    continue
+                done = self._db.execute(
+                    "SELECT 1 FROM experience WHERE request_id = ?", (event.request_id,)
+                ).fetchone()
+                if done:
+                    continue
+                cursor = self._db.execute(
+                    "INSERT OR IGNORE INTO pending VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (event.request_id, event.tenant, rule, event.ts, event.user,
+                     event.context.prompt_hash, event.model_dump_json()),
+                )  # fmt: skip
+                added += cursor.rowcount
+            for item in feedback:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO feedback VALUES (?, ?, ?)",
+                    (item.feedback_id, item.request_id, item.model_dump_json()),
+                )
+        return added
+
+    def due(
+        self, before_ts: float, limit: int = 5000
+    ) -> list[tuple[InteractionEvent, list[Feedback], bool]]:
+        """Pending decisions whose horizon ended, with their feedback and whether retried."""
+        rows = self._db.execute(
+            "SELECT event FROM pending WHERE ts < ? ORDER BY ts LIMIT ?", (before_ts, limit)
+        ).fetchall()
+        out = []
+        for (raw,) in rows:
+            event = InteractionEvent.model_validate_json(raw)
+            records = self._db.execute(
+                "SELECT record FROM feedback WHERE request_id = ?", (event.request_id,)
+            ).fetchall()
+            out.append((event, [Feedback.model_validate_json(r) for (r,) in records], False))
+        return out
+
+    def retried(self, event: InteractionEvent, window_s: float) -> bool:
+        """Did the same user send the same prompt again within the window?"""
+        if not event.user or not event.context.prompt_hash or window_s <= 0:
+            return False
+        row = self._db.execute(
+            "SELECT 1 FROM seen WHERE tenant = ? AND user = ? AND prompt_hash = ? AND ts > ? "
+            "AND ts <= ? AND request_id != ? LIMIT 1",
+            (event.tenant, event.user, event.context.prompt_hash, event.ts,
+             event.ts + window_s, event.request_id),
+        ).fetchone()  # fmt: skip
+        return row is not None
+
+    def finish(self, request_id: str, experience: Experience | None) -> bool:
+        """Move a decision out of `pending` (into the buffer when it has a reward).
+
+        Returns True when the experience is new, which is when the bandit may learn from it.
+        """
+        with self._transaction():
+            self._db.execute("DELETE FROM pending WHERE request_id = ?", (request_id,))
+            self._db.execute("DELETE FROM feedback WHERE request_id = ?", (request_id,))
+            if experience is None:
+                return False
+            e = experience
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO experience (request_id, tenant, rule, ts, arm, propensity,"
+                " policy_version, context, reward, cost_usd, latency_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (e.request_id, e.tenant, e.rule, e.ts, e.arm, e.propensity, e.policy_version,
+                 json.dumps(e.context), e.reward, e.cost_usd, e.latency_ms),
+            )  # fmt: skip
+            return cursor.rowcount == 1
+
+    def experiences(
+        self, tenant: str | None = None, rule: str | None = None, last: int | None = None
+    ) -> list[Experience]:
+        """In arrival order; the `last` N only when given."""
+        where, args = [], []
+        if tenant is not None:
+            where.append("tenant = ?")
+            args.append(tenant)
+        if rule is not None:
+            where.append("rule = ?")
+            args.append(rule)
+        sql = (
+            "SELECT request_id, tenant, rule, ts, arm, propensity, policy_version, context,"
+            " reward, cost_usd, latency_ms FROM experience"
+        )
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq DESC" + (f" LIMIT {int(last)}" if last else "")
+        rows = self._db.execute(sql, args).fetchall()
+        return [
+            Experience(
+                r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8], r[9], r[10]
+            )
+            for r in reversed(rows)
+        ]
+
+    def counts(self) -> dict[str, int]:
+        return {
+            table: int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+            for table in ("pending", "feedback", "experience")
+        }
+
+    def prune_seen(self, before_ts: float) -> None:
+        self._db.execute("DELETE FROM seen WHERE ts < ?", (before_ts,))
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, value: object, tb: object) -> None:
+        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
