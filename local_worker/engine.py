@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 from transformers import DynamicCache
 
@@ -89,7 +90,7 @@ class Engine:
         max_batch: int = 16,
         batch_window_s: float = 0.005,
         eos_ids: set[int] | None = None,
-        prefix_cache_tokens: int = 8192,
+        prefix_cache_tokens: int = 4096,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -269,9 +270,10 @@ class Engine:
                 )
             mask = torch.cat([torch.ones((len(jobs), covered), dtype=torch.long), fresh], 1)
         logits = self._forward(ids, mask, positions, cache, [j.adapter for j in jobs])
-        if prefix is None:
-            for i, job in enumerate(jobs):
-                self.prefixes.store(job.prompt, job.adapter, cache, i)
+        for i, job in enumerate(jobs):  # kept whole, so longer shared heads keep growing
+            if prefix is None or not np.array_equal(prefix.tokens, job.prompt):
+                gap = width - len(rest[i])
+                self.prefixes.store(job.prompt, job.adapter, cache, i, covered, gap)
         return cache, mask, logits
 
     def _step(self) -> None:

@@ -31,7 +31,7 @@ class Options:
     max_loras: int = 4
     max_model_len: int = 2048
     default_max_tokens: int = 256
-    prefix_cache_tokens: int = 8192  # KV of shared prompt heads kept; 0 turns it off
+    prefix_cache_tokens: int = 4096  # KV of shared prompt heads kept; 0 turns it off
     store: str | None = None  # where the adapter registry lives; None: no lazy loading
     embedding_model: str | None = "all-minilm-l6-v2"  # "none" to serve no embeddings
     cache_dir: Path = model_files.DEFAULT_CACHE

@@ -57,19 +57,28 @@ class PrefixCache:
             self.saved_tokens += best[1]
         return best
 
-    def store(self, prompt: list[int], adapter: str | None, cache: Any, row: int) -> None:
-        """Keep row `row`'s KV for `prompt` (its last len(prompt) columns: rows are left-padded)."""
+    def store(
+        self,
+        prompt: list[int],
+        adapter: str | None,
+        cache: Any,
+        row: int,
+        covered: int = 0,
+        gap: int = 0,
+    ) -> None:
+        """Keep row `row`'s KV for `prompt` (its real columns, see `_real`)."""
         if self.max_tokens <= 0 or len(prompt) <= self.min_tokens or len(prompt) > self.max_tokens:
             return
-        width = len(prompt)
+        n = len(prompt)
         layers = [
-            (layer.keys[row : row + 1, :, -width:].clone(),
-             layer.values[row : row + 1, :, -width:].clone())
+            (_real(layer.keys, row, n, covered, gap), _real(layer.values, row, n, covered, gap))
             for layer in cache.layers
-        ]  # fmt: skip
+        ]
+        if any(k.shape[2] != len(prompt) for k, _ in layers):
+            return
         entry = Prefix(np.asarray(prompt), adapter, layers)
         self._entries[id(entry)] = entry
-        self._tokens += width
+        self._tokens += len(prompt)
         while self._tokens > self.max_tokens or len(self._entries) > self.max_entries:
             _, old = self._entries.popitem(last=False)
             self._tokens -= len(old.tokens)
@@ -80,3 +89,12 @@ class PrefixCache:
             if entry.adapter == adapter:
                 del self._entries[key]
                 self._tokens -= len(entry.tokens)
+
+
+def _real(tensor: torch.Tensor, row: int, length: int, covered: int, gap: int) -> torch.Tensor:
+    """Row `row`'s `length` real columns: a reused prefix's `covered` columns, then the rest
+    after `gap` padding columns; or, with no prefix, the last `length` columns."""
+    line = tensor[row : row + 1]
+    if covered == 0:
+        return line[:, :, -length:].clone()
+    return torch.cat([line[:, :, :covered], line[:, :, covered + gap :]], dim=2)

@@ -154,10 +154,14 @@ async def test_prefix_cache_reuses_a_shared_head_without_changing_the_output(
 ) -> None:
     head = "You are a careful assistant for the billing team of a large shop. " * 2
     prompts = [head + tail for tail in ("alpha?", "beta and gamma?", "delta")]
+    prompts.append(prompts[1] + " And then the second turn of the same chat goes on.")
     engine.prefixes.max_tokens = 0  # off: the reference outputs
     cold = [await generate(engine, p, GREEDY) for p in prompts]
     engine.prefixes.max_tokens = 8192
     await generate(engine, prompts[0], GREEDY)  # computes and keeps the head
-    warm = await asyncio.gather(*(generate(engine, p, GREEDY) for p in prompts[1:]))
-    assert [t for t, _ in warm] == [t for t, _ in cold[1:]]
-    assert engine.prefixes.hits >= 2 and engine.prefixes.saved_tokens >= 2 * 20
+    warm = await asyncio.gather(*(generate(engine, p, GREEDY) for p in prompts[1:3]))
+    saved = engine.prefixes.saved_tokens
+    later = await generate(engine, prompts[3], GREEDY)  # extends a prompt that itself hit
+    assert [t for t, _ in warm] + [later[0]] == [t for t, _ in cold[1:]]
+    assert engine.prefixes.hits >= 3 and saved >= 2 * 20
+    assert engine.prefixes.saved_tokens - saved > saved / 2  # the longer head was reused

@@ -31,6 +31,10 @@ def add_parser(commands: Any) -> None:
         "pii", help="PII detectors vs Presidio: accuracy and latency", add_help=False
     )
     pii.set_defaults(run=run_pii, accepts_rest=True)
+    local = sub.add_parser(
+        "local", help="local model worker: throughput, TTFT, adapters vs llama.cpp", add_help=False
+    )
+    local.set_defaults(run=run_local, accepts_rest=True)
 
 
 def run_mock(args: argparse.Namespace, rest: list[str]) -> int:
@@ -66,6 +70,13 @@ def run_classify(args: argparse.Namespace, rest: list[str]) -> int:
 
 def run_pii(args: argparse.Namespace, rest: list[str]) -> int:
     from benchmarks.pii import main
+
+    status: int = main(rest)
+    return status
+
+
+def run_local(args: argparse.Namespace, rest: list[str]) -> int:
+    from benchmarks.local_model import main
 
     status: int = main(rest)
     return status

@@ -29,7 +29,7 @@ def add_parser(commands: Any) -> None:
     serve.add_argument("--max-model-len", type=int, default=2048, help="context window")
     serve.add_argument("--default-max-tokens", type=int, default=256)
     serve.add_argument(
-        "--prefix-cache-tokens", type=int, default=8192, help="KV of shared prompt heads (0: off)"
+        "--prefix-cache-tokens", type=int, default=4096, help="KV of shared prompt heads (0: off)"
     )
     serve.add_argument(
         "--store",
