@@ -22,6 +22,8 @@ from gateway.guardrails import Guardrails
 from gateway.limits import Limiter
 from gateway.maintenance import run_maintenance
 from gateway.metrics import GatewayMetrics
+from gateway.policy.bandit_book import NAMESPACE as BANDIT_PARAMS
+from gateway.policy.bandit_book import BanditBook
 from gateway.policy.checks import policy_checker
 from gateway.policy.library import PolicyLibrary
 from gateway.policy.router import Router
@@ -39,7 +41,7 @@ from gateway.usage_sync import UsageSync
 
 log = logging.getLogger("flywheel.gateway")
 
-SYNCED = (FLAGS, KILL, KEYS, TENANTS, ADAPTERS)
+SYNCED = (FLAGS, KILL, KEYS, TENANTS, ADAPTERS, BANDIT_PARAMS)
 
 
 @dataclass
@@ -74,6 +76,7 @@ class AppState:
         keys = KeyIndex.from_config(config)
         tenants = TenantDirectory(config, keys)
         adapters = AdapterResolver(catalog, AdapterIndex())
+        bandits = BanditBook()
         store = sync = events = None
         if config.store:
             from gateway.store import open_store
@@ -82,6 +85,7 @@ class AppState:
             sync = StoreSync(store, SYNCED)
             sync.on_change(tenants.on_store_change)
             sync.on_change(adapters.index.on_store_change)
+            sync.on_change(bandits.on_store_change)
             settings = EventLogSettings(
                 queue_size=config.events.queue_size,
                 batch_size=config.events.batch_size,
@@ -96,8 +100,9 @@ class AppState:
             log.warning("policy or template rejected", extra={"fields": {"problem": problem}})
         latency = LatencyTracker()
         router = Router(
-            catalog, policies, templates, load_default_classifier(), flags, latency, adapters
-        )
+            catalog, policies, templates, load_default_classifier(), flags, latency, adapters,
+            bandits,
+        )  # fmt: skip
         router.warm()
         inference = InferenceService(Dispatcher(metrics), limiter, metrics, events, latency)
         inference.judges = dict(catalog.routes)

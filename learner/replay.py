@@ -101,8 +101,8 @@ class ReplayBuffer:
 
     def due(
         self, before_ts: float, limit: int = 5000
-    ) -> list[tuple[InteractionEvent, list[Feedback], bool]]:
-        """Pending decisions whose horizon ended, with their feedback and whether retried."""
+    ) -> list[tuple[InteractionEvent, list[Feedback]]]:
+        """Pending decisions that arrived before `before_ts`, with their feedback."""
         rows = self._db.execute(
             "SELECT event FROM pending WHERE ts < ? ORDER BY ts LIMIT ?", (before_ts, limit)
         ).fetchall()
@@ -112,7 +112,7 @@ class ReplayBuffer:
             records = self._db.execute(
                 "SELECT record FROM feedback WHERE request_id = ?", (event.request_id,)
             ).fetchall()
-            out.append((event, [Feedback.model_validate_json(r) for (r,) in records], False))
+            out.append((event, [Feedback.model_validate_json(r) for (r,) in records]))
         return out
 
     def retried(self, event: InteractionEvent, window_s: float) -> bool:

@@ -9,7 +9,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gateway.cli import bench, classifier_cmd, config_cmd, ctl, local_model_cmd, serve, up
+from gateway.cli import (
+    bench,
+    classifier_cmd,
+    config_cmd,
+    ctl,
+    learner_cmd,
+    local_model_cmd,
+    serve,
+    up,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="flywheel", description="OpenAI-compatible inference gateway with a learning loop"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (serve, up, config_cmd, ctl, classifier_cmd, local_model_cmd, bench):
+    for module in (serve, up, config_cmd, ctl, classifier_cmd, local_model_cmd, learner_cmd, bench):
         module.add_parser(commands)
     return parser
 

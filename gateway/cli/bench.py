@@ -35,6 +35,10 @@ def add_parser(commands: Any) -> None:
         "local", help="local model worker: throughput, TTFT, adapters vs llama.cpp", add_help=False
     )
     local.set_defaults(run=run_local, accepts_rest=True)
+    routing = sub.add_parser(
+        "routing-sim", help="bandit routing vs oracle/static/random, simulated", add_help=False
+    )
+    routing.set_defaults(run=run_routing_sim, accepts_rest=True)
 
 
 def run_mock(args: argparse.Namespace, rest: list[str]) -> int:
@@ -77,6 +81,13 @@ def run_pii(args: argparse.Namespace, rest: list[str]) -> int:
 
 def run_local(args: argparse.Namespace, rest: list[str]) -> int:
     from benchmarks.local_model import main
+
+    status: int = main(rest)
+    return status
+
+
+def run_routing_sim(args: argparse.Namespace, rest: list[str]) -> int:
+    from benchmarks.routing_sim import main
 
     status: int = main(rest)
     return status

@@ -127,6 +127,12 @@ def add_parser(commands: Any) -> None:
     put.set_defaults(call=_put_policy)
 
     ctl_adapters.add_parser(sub)
+    learner = sub.add_parser("learner", help="the learning sidecar").add_subparsers(
+        dest="op", required=True
+    )
+    learner.add_parser(
+        "status", help="lag, versions, last gate decisions, per-arm traffic and reward"
+    ).set_defaults(call=lambda a: ("GET", "/admin/learner", None))
 
     sub.add_parser("status", help="breakers, chains, usage").set_defaults(
         call=lambda a: ("GET", "/admin/status", None)

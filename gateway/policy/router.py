@@ -18,8 +18,11 @@ from gateway.adapters.resolve import AdapterResolver
 from gateway.catalog import ModelCatalog, ModelRoute
 from gateway.classify import Classification, Classifier, request_text
 from gateway.errors import InvalidRequest, ModelNotFound, PermissionDenied
+from gateway.events import RequestContext
 from gateway.flags import Flags
 from gateway.policy import strategies
+from gateway.policy.bandit_book import BanditBook
+from gateway.policy.bandit_route import order_by_bandit
 from gateway.policy.library import PolicyLibrary
 from gateway.policy.model import EnsembleSpec, Policy, Rule, When
 from gateway.prompting import TemplateLibrary, apply_template
@@ -52,8 +55,10 @@ class Router:
         flags: Flags,
         latency: strategies.LatencyTracker,
         adapters: AdapterResolver | None = None,
+        bandits: BanditBook | None = None,
     ) -> None:
         self.catalog = catalog
+        self.bandits = bandits  # the learner's published parameters, per (tenant, rule)
         self.adapters = adapters  # `<local model>:<adapter>` names, from the registry
         self.policies = policies
         self.templates = templates
@@ -146,7 +151,10 @@ class Router:
             estimated_input_tokens,
             output_tokens,
             plan.deadline_s,
+            plan.classification,
         )
+        if ordered.version is not None:
+            plan.policy_version = ordered.version
         chain = list(ordered.chain)
         if policy.budgets.max_cost_usd is not None:
             budget = policy.budgets.max_cost_usd
@@ -188,6 +196,7 @@ class Router:
         input_tokens: int,
         output_tokens: int,
         sla_s: float | None,
+        classification: Classification | None = None,
     ) -> strategies.Ordered:
         route = rule.route
         user = body.get("user") if isinstance(body.get("user"), str) else None
@@ -206,6 +215,12 @@ class Router:
             return strategies.lowest_cost(chain, self.latency, input_tokens, output_tokens, sla_s)
         if route.strategy == "bandit":
             killed = self.flags.killed(tenant, job="bandit")
+            params = None if killed or self.bandits is None else self.bandits.get(tenant, rule.name)
+            if params is not None:
+                context = context_of(body, classification)
+                decided = order_by_bandit(params, chain, context, request_id)
+                if decided is not None:
+                    return decided
             reason = "kill switch on or store unknown" if killed else "no parameters published"
             ordered = strategies.first(chain)
             return strategies.Ordered(ordered.chain, 1.0, f"static safeguard chain ({reason})")
@@ -311,3 +326,32 @@ def _holds(
     if when.metadata is not None and any(metadata.get(k) != v for k, v in when.metadata.items()):
         return False
     return when.sla is None or sla in when.sla
+
+
+def context_of(body: dict[str, Any], classification: Classification | None) -> RequestContext:
+    """What the bandit sees of a request: its classification and its shape."""
+    messages = body.get("messages")
+    items = messages if isinstance(messages, list) else []
+    chars = 0
+    images = False
+    for message in items:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict):
+                    chars += len(str(part.get("text") or ""))
+                    images |= part.get("type") in ("image_url", "input_image")
+    prompt = body.get("prompt", body.get("input"))
+    if isinstance(prompt, str):
+        chars += len(prompt)
+    return RequestContext(
+        intent=classification.intent if classification else None,
+        complexity=classification.complexity if classification else None,
+        complexity_tier=classification.tier if classification else None,
+        input_chars=chars,
+        messages=len(items) or 1,
+        has_tools=bool(body.get("tools")),
+        has_images=images,
+    )

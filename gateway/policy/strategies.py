@@ -51,6 +51,7 @@ class Ordered:
     chain: tuple[ModelRoute, ...]
     propensity: float
     note: str
+    version: str | None = None  # the bandit parameters' version, when they decided
 
 
 def first(chain: Sequence[ModelRoute]) -> Ordered:

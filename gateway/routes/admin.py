@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -21,6 +22,7 @@ class AdminRoutes:
     def routes(self) -> list[Route]:
         return [
             Route("/admin/status", self._guard(self.status), methods=["GET"]),
+            Route("/admin/learner", self._guard(self.learner), methods=["GET"]),
             Route(
                 "/admin/breakers/{model:path}/reset",
                 self._guard(self.reset_breaker),
@@ -57,6 +59,33 @@ class AdminRoutes:
             for usage in (state.limiter.usage("tenant", name),)
         }
         return json_response({"ready": state.ready, "models": models, "tenants": tenants})
+
+    async def learner(self, request: Request) -> Response:
+        """What the learner last reported, the live bandit versions, its recent decisions."""
+        store = self._state.store
+        if store is None:
+            raise NotFound("No store configured: the learner needs one", param="store")
+        reported = await store.hgetall("learner")
+        params = await store.hgetall("bandit_params")
+        audit = [e for e in await store.read_audit(200) if e.action.startswith("learner.")]
+        rules = {
+            name.removeprefix("rule:"): orjson.loads(value)
+            for name, value in reported.items()
+            if name.startswith("rule:")
+        }
+        live = {name: orjson.loads(text).get("version") for name, text in params.items()}
+        return json_response(
+            {
+                "status": orjson.loads(reported["status"]) if "status" in reported else None,
+                "rules": rules,
+                "live_versions": live,
+                "decisions": [
+                    {"ts": e.ts, "action": e.action, "rule": e.target, "from": e.old,
+                     "detail": orjson.loads(e.new) if e.new else None}
+                    for e in audit[:20]
+                ],
+            }
+        )  # fmt: skip
 
     async def reset_breaker(self, request: Request) -> Response:
         name = request.path_params["model"]
