@@ -390,6 +390,7 @@ def plot(figures: dict[str, Any], path: Path) -> str:
     )
     ax.legend()
     fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return f"cumulative regret curves: {path}"
@@ -404,7 +405,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO, help="YAML file")
     parser.add_argument("--requests", type=int, help="override the scenario's request count")
     parser.add_argument("--seed", type=int, help="override the scenario's seed")
-    parser.add_argument("--plot", type=Path, default=Path("routing_sim_regret.png"), help="PNG")
+    parser.add_argument(
+        "--plot", type=Path, default=Path("benchmarks/results/routing_sim_regret.png"), help="PNG"
+    )
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     parser.add_argument("--timing-samples", type=int, default=20_000, help="for choose/update")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

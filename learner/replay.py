@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,9 @@ CREATE TABLE IF NOT EXISTS pending (
     user TEXT, prompt_hash TEXT, event TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS pending_ts ON pending (ts);
 CREATE TABLE IF NOT EXISTS feedback (
-    feedback_id TEXT PRIMARY KEY, request_id TEXT NOT NULL, record TEXT NOT NULL);
+    feedback_id TEXT PRIMARY KEY, request_id TEXT NOT NULL, record TEXT NOT NULL,
+    received REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS feedback_received ON feedback (received);
 CREATE INDEX IF NOT EXISTS feedback_request ON feedback (request_id);
 CREATE TABLE IF NOT EXISTS seen (
     tenant TEXT NOT NULL, user TEXT NOT NULL, prompt_hash TEXT NOT NULL, ts REAL NOT NULL,
@@ -63,6 +66,11 @@ class ReplayBuffer:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        # What this process parsed already (the rows stay the durable copy): saves parsing
+        # every pending decision and its feedback twice; empty after a restart.
+        self._events: dict[str, InteractionEvent] = {}
+        self._feedback: dict[str, list[Feedback]] = {}
+        self._feedback_at: dict[str, float] = {}
 
     def close(self) -> None:
         self._db.close()
@@ -89,14 +97,21 @@ class ReplayBuffer:
                 cursor = self._db.execute(
                     "INSERT OR IGNORE INTO pending VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (event.request_id, event.tenant, rule, event.ts, event.user,
-                     event.context.prompt_hash, event.model_dump_json()),
+                     event.context.prompt_hash,
+                     event.model_dump_json(exclude={"request", "response"})),
                 )  # fmt: skip
                 added += cursor.rowcount
+                if cursor.rowcount:
+                    self._events[event.request_id] = event
+            now = time.time()
             for item in feedback:
-                self._db.execute(
-                    "INSERT OR IGNORE INTO feedback VALUES (?, ?, ?)",
-                    (item.feedback_id, item.request_id, item.model_dump_json()),
+                cursor = self._db.execute(
+                    "INSERT OR IGNORE INTO feedback VALUES (?, ?, ?, ?)",
+                    (item.feedback_id, item.request_id, item.model_dump_json(), now),
                 )
+                if cursor.rowcount:
+                    self._feedback.setdefault(item.request_id, []).append(item)
+                    self._feedback_at[item.request_id] = now
         return added
 
     def due(
@@ -104,16 +119,24 @@ class ReplayBuffer:
     ) -> list[tuple[InteractionEvent, list[Feedback]]]:
         """Pending decisions that arrived before `before_ts`, with their feedback."""
         rows = self._db.execute(
-            "SELECT event FROM pending WHERE ts < ? ORDER BY ts LIMIT ?", (before_ts, limit)
+            "SELECT request_id FROM pending WHERE ts < ? ORDER BY ts LIMIT ?", (before_ts, limit)
         ).fetchall()
-        out = []
-        for (raw,) in rows:
-            event = InteractionEvent.model_validate_json(raw)
-            records = self._db.execute(
-                "SELECT record FROM feedback WHERE request_id = ?", (event.request_id,)
-            ).fetchall()
-            out.append((event, [Feedback.model_validate_json(r) for (r,) in records]))
-        return out
+        ids = [r[0] for r in rows]
+        unknown = [i for i in ids if i not in self._events]
+        for chunk in range(0, len(unknown), 500):  # after a restart: read back what we kept
+            part = unknown[chunk : chunk + 500]
+            marks = ",".join("?" * len(part))
+            for request_id, raw in self._db.execute(
+                f"SELECT request_id, event FROM pending WHERE request_id IN ({marks})", part
+            ):
+                self._events[request_id] = InteractionEvent.model_validate_json(raw)
+            for request_id, record in self._db.execute(
+                f"SELECT request_id, record FROM feedback WHERE request_id IN ({marks})", part
+            ):
+                self._feedback.setdefault(request_id, []).append(
+                    Feedback.model_validate_json(record)
+                )
+        return [(self._events[i], self._feedback.get(i, [])) for i in ids]
 
     def retried(self, event: InteractionEvent, window_s: float) -> bool:
         """Did the same user send the same prompt again within the window?"""
@@ -127,25 +150,31 @@ class ReplayBuffer:
         ).fetchone()  # fmt: skip
         return row is not None
 
-    def finish(self, request_id: str, experience: Experience | None) -> bool:
-        """Move a decision out of `pending` (into the buffer when it has a reward).
-
-        Returns True when the experience is new, which is when the bandit may learn from it.
-        """
+    def finish(self, done: list[tuple[str, Experience | None]]) -> list[bool]:
+        """Move decisions out of `pending` (into the buffer when they have a reward), in one
+        transaction. For each: True when its experience is new, which is when the bandit
+        may learn from it (a redelivered decision finds its experience already there)."""
+        fresh = []
         with self._transaction():
-            self._db.execute("DELETE FROM pending WHERE request_id = ?", (request_id,))
-            self._db.execute("DELETE FROM feedback WHERE request_id = ?", (request_id,))
-            if experience is None:
-                return False
-            e = experience
-            cursor = self._db.execute(
-                "INSERT OR IGNORE INTO experience (request_id, tenant, rule, ts, arm, propensity,"
-                " policy_version, context, reward, cost_usd, latency_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (e.request_id, e.tenant, e.rule, e.ts, e.arm, e.propensity, e.policy_version,
-                 json.dumps(e.context), e.reward, e.cost_usd, e.latency_ms),
-            )  # fmt: skip
-            return cursor.rowcount == 1
+            for request_id, experience in done:
+                self._events.pop(request_id, None)
+                self._feedback.pop(request_id, None)
+                self._feedback_at.pop(request_id, None)
+                self._db.execute("DELETE FROM pending WHERE request_id = ?", (request_id,))
+                self._db.execute("DELETE FROM feedback WHERE request_id = ?", (request_id,))
+                if experience is None:
+                    fresh.append(False)
+                    continue
+                e = experience
+                cursor = self._db.execute(
+                    "INSERT OR IGNORE INTO experience (request_id, tenant, rule, ts, arm,"
+                    " propensity, policy_version, context, reward, cost_usd, latency_ms)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (e.request_id, e.tenant, e.rule, e.ts, e.arm, e.propensity, e.policy_version,
+                     json.dumps(e.context), e.reward, e.cost_usd, e.latency_ms),
+                )  # fmt: skip
+                fresh.append(cursor.rowcount == 1)
+        return fresh
 
     def experiences(
         self, tenant: str | None = None, rule: str | None = None, last: int | None = None
@@ -179,8 +208,19 @@ class ReplayBuffer:
             for table in ("pending", "feedback", "experience")
         }
 
-    def prune_seen(self, before_ts: float) -> None:
+    def prune(self, before_ts: float) -> None:
+        """Forget prompts seen and feedback received before `before_ts` that no pending
+        decision needs (feedback on requests the learner does not learn from, or late)."""
         self._db.execute("DELETE FROM seen WHERE ts < ?", (before_ts,))
+        self._db.execute(
+            "DELETE FROM feedback WHERE received < ? AND request_id NOT IN "
+            "(SELECT request_id FROM pending)",
+            (before_ts,),
+        )
+        for request_id, at in list(self._feedback_at.items()):
+            if at < before_ts and request_id not in self._events:
+                self._feedback.pop(request_id, None)
+                del self._feedback_at[request_id]
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)

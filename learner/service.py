@@ -64,6 +64,7 @@ class Learner:
         self.killed: dict[tuple[str, str], bool] = {}
         self._pending_first = True
         self._last_status = 0.0
+        self._last_prune = 0.0
 
     async def start(self) -> None:
         await self.store.start()
@@ -142,30 +143,36 @@ class Learner:
 
     def _finalise(self) -> None:
         now = time.time()
+        done: list[tuple[str, Experience | None]] = []
+        owners: list[RuleLearner | None] = []
         for event, feedback in self.replay.due(now - self._shortest_horizon()):
             policy = self.policies.get(event.tenant)
             rule = self.rules.get((event.tenant, event.routing.rule or ""))
-            if policy is None or rule is None:
-                self.replay.finish(event.request_id, None)
-                continue
-            rewards = policy.learning.reward
-            if event.ts > now - rewards.horizon_s:
-                continue  # this tenant waits longer
-            retried = self.replay.retried(event, rewards.retry_window_s)
-            value = reward(event, feedback, retried, rewards)
             experience = None
-            if value is not None and event.routing.arm:
-                experience = Experience(
-                    event.request_id, event.tenant, rule.rule, event.ts, event.routing.arm,
-                    event.routing.propensity or 1.0, event.routing.policy_version,
-                    event.context.model_dump(), value, event.cost_usd, event.latency_ms,
-                )  # fmt: skip
-            if self.replay.finish(event.request_id, experience) and experience is not None:
-                self.metrics.experiences.inc()
-                if not self.killed.get((rule.tenant, rule.rule), True):
-                    rule.learn(experience)
-                    self.metrics.updates.inc()
-        self.replay.prune_seen(now - 3600)
+            if policy is not None and rule is not None:
+                rewards = policy.learning.reward
+                if event.ts > now - rewards.horizon_s:
+                    continue  # this tenant waits longer
+                retried = self.replay.retried(event, rewards.retry_window_s)
+                value = reward(event, feedback, retried, rewards)
+                if value is not None and event.routing.arm:
+                    experience = Experience(
+                        event.request_id, event.tenant, rule.rule, event.ts, event.routing.arm,
+                        event.routing.propensity or 1.0, event.routing.policy_version,
+                        event.context.model_dump(), value, event.cost_usd, event.latency_ms,
+                    )  # fmt: skip
+            done.append((event.request_id, experience))
+            owners.append(rule)
+        for (_, experience), rule, new in zip(done, owners, self.replay.finish(done), strict=True):
+            if not new or experience is None or rule is None:
+                continue
+            self.metrics.experiences.inc()
+            if not self.killed.get((rule.tenant, rule.rule), True):
+                rule.learn(experience)
+                self.metrics.updates.inc()
+        if now - self._last_prune > 60:
+            self.replay.prune(now - 3600 - self._shortest_horizon())
+            self._last_prune = now
 
     def _shortest_horizon(self) -> float:
         horizons = [

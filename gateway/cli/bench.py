@@ -35,6 +35,10 @@ def add_parser(commands: Any) -> None:
         "local", help="local model worker: throughput, TTFT, adapters vs llama.cpp", add_help=False
     )
     local.set_defaults(run=run_local, accepts_rest=True)
+    learner = sub.add_parser(
+        "learner", help="learner throughput: decisions/s end to end", add_help=False
+    )
+    learner.set_defaults(run=run_learner, accepts_rest=True)
     routing = sub.add_parser(
         "routing-sim", help="bandit routing vs oracle/static/random, simulated", add_help=False
     )
@@ -88,6 +92,13 @@ def run_local(args: argparse.Namespace, rest: list[str]) -> int:
 
 def run_routing_sim(args: argparse.Namespace, rest: list[str]) -> int:
     from benchmarks.routing_sim import main
+
+    status: int = main(rest)
+    return status
+
+
+def run_learner(args: argparse.Namespace, rest: list[str]) -> int:
+    from benchmarks.learner_throughput import main
 
     status: int = main(rest)
     return status

@@ -1,8 +1,9 @@
 """`flywheel up`: the whole system on embedded defaults, for a first try.
 
 Starts the local model worker (SmolLM2-135M-Instruct with LoRA adapters from the
-registry), the mock upstream (standing in for external vendors) and the gateway, with
-development keys when none are set, and stops them all on Ctrl-C.
+registry), the mock upstream (standing in for external vendors), the learner sidecar
+(bandit routing from feedback) and the gateway, with development keys when none are set,
+and stops them all on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ def run(args: argparse.Namespace, rest: list[str]) -> int:
         local_url = f"http://127.0.0.1:{args.local_port}/v1"
         os.environ.setdefault("FLYWHEEL_PROVIDERS__LOCAL__BASE_URL", local_url)
     worker = None if args.no_local_model else _start_worker(args)
+    learner = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "learner", "run", "--metrics-port", "9301"]
+        + (["--config", str(args.config)] if args.config else [])
+    )
     mock = subprocess.Popen(
         [
             sys.executable,
@@ -72,7 +77,7 @@ def run(args: argparse.Namespace, rest: list[str]) -> int:
     try:
         return run_serve(args, rest)
     finally:
-        for process in (mock, worker):
+        for process in (mock, worker, learner):
             if process is not None:
                 process.terminate()
                 process.wait(timeout=10)
