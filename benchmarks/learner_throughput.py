@@ -1,4 +1,4 @@
-"""`flywheel bench learner`: the learner's end-to-end throughput on one core.
+"""`flywheel bench learner-throughput`: the learner's end-to-end throughput on one core.
 
 N bandit decisions and one thumbs-up/down each are written to a fresh SQLite store; then
 the learner consumes both streams (consumer group, acks), commits them to its replay
@@ -94,7 +94,7 @@ async def measure(n: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="flywheel bench learner", description=__doc__)
+    parser = argparse.ArgumentParser(prog="flywheel bench learner-throughput", description=__doc__)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = parser.parse_args(argv)

@@ -36,7 +36,7 @@ def add_parser(commands: Any) -> None:
     )
     local.set_defaults(run=run_local, accepts_rest=True)
     learner = sub.add_parser(
-        "learner", help="learner throughput: decisions/s end to end", add_help=False
+        "learner-throughput", help="learner: decisions/s end to end", add_help=False
     )
     learner.set_defaults(run=run_learner, accepts_rest=True)
     routing = sub.add_parser(
