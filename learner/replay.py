@@ -86,8 +86,9 @@ class ReplayBuffer:
                         (event.tenant, event.user, event.context.prompt_hash, event.ts,
                          event.request_id),
                     )  # fmt: skip
-                rule = event.routing.rule
-                if event.routing.strategy != "bandit" or not rule or not event.routing.arm:
+                rule = event.routing.rule or ""
+                bandit = event.routing.strategy == "bandit" and rule and event.routing.arm
+                if not bandit and not event.adapter:  # adapter traffic: canary judgement
                     continue
                 done = self._db.execute(
                     "SELECT 1 FROM experience WHERE request_id = ?", (event.request_id,)

@@ -18,7 +18,7 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.config import FlywheelConfig
@@ -28,8 +28,10 @@ from gateway.policy.bandit_book import NAMESPACE as BANDIT_PARAMS
 from gateway.policy.bandit_book import field_name
 from gateway.policy.bandit_scorer import BanditParams
 from gateway.policy.library import PolicyLibrary
+from gateway.policy.model import RewardPolicy
 from gateway.store import AuditEntry, Store, StoreUnavailable, open_store
 from gateway.store_sync import StoreSync
+from learner.canary import CanaryMonitor, CanarySettings
 from learner.metrics import LearnerMetrics
 from learner.replay import Experience, ReplayBuffer
 from learner.rewards import reward
@@ -48,6 +50,7 @@ class LearnerOptions:
     consumer: str = "learner-1"
     batch: int = 500
     block_ms: int = 200
+    canary: CanarySettings = field(default_factory=CanarySettings)
 
 
 class Learner:
@@ -65,6 +68,8 @@ class Learner:
         self._pending_first = True
         self._last_status = 0.0
         self._last_prune = 0.0
+        self._last_canary = 0.0
+        self.canary = CanaryMonitor(store, options.canary)
 
     async def start(self) -> None:
         await self.store.start()
@@ -129,6 +134,7 @@ class Learner:
         self._check_kill_switches()
         self._finalise()
         await self._publish()
+        await self._judge_canaries()
         await self._report()
         return len(events) + len(feedback)
 
@@ -149,6 +155,13 @@ class Learner:
             policy = self.policies.get(event.tenant)
             rule = self.rules.get((event.tenant, event.routing.rule or ""))
             experience = None
+            if event.adapter:
+                rewards = policy.learning.reward if policy is not None else RewardPolicy()
+                if event.ts > now - rewards.horizon_s:
+                    continue
+                retried = self.replay.retried(event, rewards.retry_window_s)
+                value = reward(event, feedback, retried, rewards)
+                self.canary.observe(event.adapter, value, event.status, event.latency_ms)
             if policy is not None and rule is not None:
                 rewards = policy.learning.reward
                 if event.ts > now - rewards.horizon_s:
@@ -199,6 +212,13 @@ class Learner:
             if decision.publish:
                 await self.store.hset(BANDIT_PARAMS, target, candidate.to_json())
                 rule.published(candidate)
+
+    async def _judge_canaries(self, every_s: float = 1.0) -> None:
+        now = time.monotonic()
+        if now - self._last_canary < every_s or self.flags.killed():
+            return
+        self._last_canary = now
+        await self.canary.decide()
 
     async def _report(self, every_s: float = 1.0) -> None:
         now = time.monotonic()

@@ -192,3 +192,16 @@ async def test_malformed_records_read_as_absent(store: Store) -> None:
     await store.hset(adapters.NAMESPACE, "broken-v1", "{not json")
     assert [r.id for r in await adapters.list_adapters(store)] == ["support-v1"]
     assert await adapters.find(store, "broken-v1") is None
+
+
+async def test_trained_adapters_wait_for_an_operators_approval(store: Store) -> None:
+    report = {"passed": True, "reward_delta": 0.12}
+    await register(store, needs_approval=True, gate_report=report)
+    with pytest.raises(TransitionError, match="approve support-v1"):
+        await adapters.promote(store, "support", 1, canary_share=0.05, actor="learner")
+    approved = await adapters.approve(store, "support", 1, actor="alice")
+    assert approved.approved_by == "alice" and approved.gate_report == report
+    canary = await adapters.promote(store, "support", 1, canary_share=0.05, actor="learner")
+    assert canary.status == "canary"
+    with pytest.raises(TransitionError, match="approved by alice"):
+        await adapters.approve(store, "support", 1, actor="bob")

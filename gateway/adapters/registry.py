@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -60,6 +60,11 @@ class AdapterRecord(BaseModel):
     created_at: float = 0.0
     updated_at: float = 0.0
     activated_at: float | None = None  # set each time it becomes active; rollback's order
+    # Trained adapters wait for an operator (`flywheel ctl adapters approve`) before any
+    # user sees them; the gate report the learner wrote is what the operator reviews.
+    needs_approval: bool = False
+    approved_by: str | None = None
+    gate_report: dict[str, Any] | None = None
 
     @field_validator("name")
     @classmethod
@@ -136,6 +141,8 @@ async def register(
     created_by: str | None = None,
     metrics: dict[str, float] | None = None,
     tenants: list[str] | None = None,
+    needs_approval: bool = False,
+    gate_report: dict[str, Any] | None = None,
 ) -> AdapterRecord:
     """A new version, as candidate: `version` or one more than the newest existing."""
     existing = await list_adapters(store, name)
@@ -153,6 +160,8 @@ async def register(
             created_by=created_by if created_by is not None else actor,
             metrics=metrics or {},
             tenants=tenants if tenants is not None else ["*"],
+            needs_approval=needs_approval,
+            gate_report=gate_report,
             created_at=now,
             updated_at=now,
         )
@@ -176,6 +185,11 @@ async def promote(
     candidate."""
     records = await list_adapters(store, name)
     target = _pick_target(name, records, version)
+    if target.needs_approval and target.approved_by is None:
+        raise TransitionError(
+            f"adapter {target.id!r} waits for an operator's approval: review its gate report "
+            f"and run `flywheel ctl adapters approve {target.id}`"
+        )
     if canary_share is not None:
         if not 0.0 < canary_share <= 1.0:
             raise RegistryError(f"a canary share is in (0, 1], got {canary_share}")
@@ -190,6 +204,18 @@ async def promote(
     if target.status == "active":
         raise TransitionError(f"adapter {target.id!r} is already active")
     return await _activate(store, actor, "adapter.promote", target, records)
+
+
+async def approve(store: Store, name: str, version: int, *, actor: str) -> AdapterRecord:
+    """An operator's approval of a trained candidate (after reading its gate report)."""
+    record = await get(store, adapter_id(name, version))
+    if record.status == "retired":
+        raise TransitionError(f"adapter {record.id!r} is retired")
+    if record.approved_by is not None:
+        raise TransitionError(f"adapter {record.id!r} was approved by {record.approved_by}")
+    approved = record.changed(approved_by=actor)
+    await _write(store, actor, "adapter.approve", record, approved)
+    return approved
 
 
 async def retire(store: Store, name: str, version: int, *, actor: str) -> AdapterRecord:

@@ -48,6 +48,15 @@ def add_parser(sub: Any) -> None:
     retire.add_argument("ref", metavar="NAME-vN")
     retire.set_defaults(call=lambda a: ("POST", f"/admin/adapters/{_id(a.ref)}/retire", None))
 
+    approve = adapters.add_parser(
+        "approve",
+        help="approve a trained candidate (prints its gate report; review first with show)",
+    )
+    approve.add_argument("ref", metavar="NAME-vN")
+    approve.set_defaults(
+        call=lambda a: ("POST", f"/admin/adapters/{_id(a.ref)}/approve", None), show=approval
+    )
+
     rollback = adapters.add_parser("rollback", help="back to the previously active version")
     rollback.add_argument("name")
     rollback.set_defaults(call=lambda a: ("POST", f"/admin/adapters/{a.name}/rollback", None))
@@ -125,8 +134,18 @@ def table(payload: Any) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+def approval(record: dict[str, Any]) -> str:
+    """An approved record: who approved it and the gate report they approved."""
+    report = record.get("gate_report")
+    lines = [f"{record.get('id')} approved by {record.get('approved_by')}", "gate report:"]
+    lines.append(json.dumps(report, indent=2, sort_keys=True) if report else "  (none recorded)")
+    return "\n".join(lines)
+
+
 def _row(record: dict[str, Any]) -> tuple[str, ...]:
     status = str(record.get("status", ""))
+    if record.get("needs_approval") and not record.get("approved_by"):
+        status += " (needs approval)"
     if status == "canary":
         status += f" {record.get('canary_share', 0):.0%}"
     metrics = record.get("metrics") or {}

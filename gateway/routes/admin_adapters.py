@@ -6,6 +6,7 @@
     POST /admin/adapters/{name}/promote    {"version"?, "canary_share"?}
     POST /admin/adapters/{name}/rollback   back to the previously active version
     POST /admin/adapters/{name-vN}/retire
+    POST /admin/adapters/{name-vN}/approve an operator's approval of a trained candidate
 
 Changes are audited under the `x-flywheel-actor` header and reach every replica's
 routing within a second. Errors: 404 unknown adapter, 409 a transition its status does
@@ -82,6 +83,7 @@ class AdminAdapterRoutes:
             Route("/admin/adapters/{name}/promote", guard(self.promote), methods=["POST"]),
             Route("/admin/adapters/{name}/rollback", guard(self.rollback), methods=["POST"]),
             Route("/admin/adapters/{ref}/retire", guard(self.retire), methods=["POST"]),
+            Route("/admin/adapters/{ref}/approve", guard(self.approve), methods=["POST"]),
         ]
 
     def _guard(self, handler: Handler) -> Handler:
@@ -143,6 +145,11 @@ class AdminAdapterRoutes:
     async def rollback(self, request: Request) -> Response:
         name = request.path_params["name"]
         record = await registry.rollback(self._store(), name, actor=_actor(request))
+        return json_response(_view(record))
+
+    async def approve(self, request: Request) -> Response:
+        name, version = _id_parts(_ref(request))
+        record = await registry.approve(self._store(), name, version, actor=_actor(request))
         return json_response(_view(record))
 
     async def retire(self, request: Request) -> Response:
