@@ -43,7 +43,7 @@ def build_tiny_model(out: Path, max_positions: int = 256, seed: int = 0) -> Path
     return out
 
 
-def build_adapter(model_dir: Path, out: Path, seed: int, r: int = 8, alpha: float = 16) -> Path:
+def build_adapter(model_dir: Path, out: Path, seed: int, r: int = 8, alpha: int = 16) -> Path:
     """A LoRA adapter with random (non-zero) weights, so its outputs differ from the base."""
     torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_pretrained(str(model_dir))
