@@ -8,7 +8,7 @@ from gateway.events import Feedback, InteractionEvent
 from gateway.policy.model import RewardPolicy
 from learner.rewards import reward
 
-POLICY = RewardPolicy(default=0.6, dwell_full_s=30)
+POLICY = RewardPolicy(default=0.6, dwell_full_s=30, score_range=(1, 5))
 
 
 def event(**extra: object) -> InteractionEvent:

@@ -166,7 +166,7 @@ class RewardPolicy(Strict):
 
     thumbs_up: float = Field(1.0, ge=0, le=1)
     thumbs_down: float = Field(0.0, ge=0, le=1)
-    score_range: tuple[float, float] = (1.0, 5.0)
+    score_range: tuple[float, float] = (0.0, 1.0)  # POST /v1/feedback takes scores in [0, 1]
     correction: float = Field(0.2, ge=0, le=1)
     click: float = Field(0.8, ge=0, le=1)
     dwell_full_s: float = Field(30.0, gt=0)
