@@ -26,6 +26,17 @@ def add_parser(commands: Any) -> None:
     run.add_argument("--canary-min-requests", type=int, default=50,
                      help="rated requests of canary and active before judging")  # fmt: skip
     run.set_defaults(run=_run)
+    train = sub.add_parser("train", help="one training run: snapshot -> job -> gates -> registry")
+    train.add_argument("kind", choices=["reward-model", "sft", "rl"])
+    train.add_argument("--tenant", required=True)
+    train.add_argument("--config", type=Path, help="flywheel.yaml (default: embedded defaults)")
+    train.add_argument("--state-dir", type=Path, default=Path(".flywheel/learner"))
+    train.add_argument("--base", default="smollm2-135m", help="the local base model")
+    train.add_argument("--steps", type=int, default=20)
+    train.add_argument("--reward-model", type=Path, help="rl (and gates): a reward model dir")
+    train.add_argument("--no-approval", action="store_true",
+                       help="register without waiting for an operator (policy waiver)")  # fmt: skip
+    train.set_defaults(run=_train)
 
 
 def _run(args: argparse.Namespace, rest: list[str]) -> int:
@@ -41,4 +52,52 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
     canary = CanarySettings(canary_share=args.canary_share, min_requests=args.canary_min_requests)
     options = LearnerOptions(state_dir=args.state_dir, consumer=args.consumer, canary=canary)
     asyncio.run(run_learner(config, options, args.metrics_port))
+    return 0
+
+
+def _train(args: argparse.Namespace, rest: list[str]) -> int:
+    import json
+
+    from gateway.flags import FLAGS, KILL, Flags
+    from gateway.store import open_store
+    from gateway.store_sync import StoreSync
+    from learner.pipeline import TrainRequest, train
+    from learner.replay import ReplayBuffer
+    from local_worker.model_files import resolve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"flywheel: {exc}", file=sys.stderr)
+        return 2
+    if not config.store:
+        print("flywheel: the config names no store (`store:`)", file=sys.stderr)
+        return 2
+    kind = args.kind.replace("-", "_")
+    request = TrainRequest(
+        kind=kind, tenant=args.tenant, base_dir=resolve(args.base).path, base_name=args.base,
+        out_root=args.state_dir, steps=args.steps, reward_model_dir=args.reward_model,
+        needs_approval=not args.no_approval,
+    )  # fmt: skip
+
+    async def main() -> dict[str, object]:
+        store = open_store(config.store or "")
+        sync = StoreSync(store, (FLAGS, KILL))
+        await store.start()
+        await sync.start()
+        flags = Flags(sync)
+        job = "reward_model" if kind == "reward_model" else kind
+        try:
+            outcome = await train(
+                request, store, ReplayBuffer(args.state_dir / "replay.db"),
+                lambda: flags.killed(args.tenant, job=job),
+            )  # fmt: skip
+        finally:
+            await sync.close()
+            await store.close()
+        return {"kind": outcome.kind, "snapshot": outcome.snapshot, "status": outcome.status,
+                **outcome.detail}  # fmt: skip
+
+    print(json.dumps(asyncio.run(main()), default=str))
     return 0

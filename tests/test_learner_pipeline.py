@@ -1,0 +1,67 @@
+"""A training run end to end on a real SQLite store: snapshot -> job -> registered candidate."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.adapters import find
+from gateway.events import Feedback, InteractionEvent
+from gateway.store import open_store
+from learner.pipeline import TrainRequest, train
+from learner.replay import Experience, ReplayBuffer
+from tests.support.tiny_model import build_tiny_model
+
+TOPICS = ["tides", "bread", "volcanoes", "jet lag", "compound interest", "rainbows",
+          "sourdough", "glaciers", "caching", "eclipses", "coffee", "magnets"]  # fmt: skip
+
+
+def interaction(i: int, topic: str, good: bool, ts: float) -> tuple[InteractionEvent, Feedback]:
+    answer = (f"Summary: {topic} in one line. Then two short sentences about {topic}."
+              if good else f"Well, so, {topic} is a long story and honestly " * 4)  # fmt: skip
+    event = InteractionEvent.model_validate({
+        "request_id": f"r{i}", "tenant": "t", "ts": ts, "endpoint": "chat/completions",
+        "model": "auto", "status": 200, "user": f"u{i}",
+        "routing": {"strategy": "bandit", "rule": "r", "arm": "a", "propensity": 0.5},
+        "request": {"model": "auto",
+                    "messages": [{"role": "user", "content": f"Tell me about {topic}."}]},
+        "response": {"choices": [{"index": 0, "message": {"role": "assistant",
+                                                          "content": answer}}]},
+    })  # fmt: skip
+    feedback = Feedback.model_validate({"feedback_id": f"f{i}", "request_id": f"r{i}",
+                                        "tenant": "t", "kind": "thumbs",
+                                        "value": 1 if good else -1, "ts": ts + 1})  # fmt: skip
+    return event, feedback
+
+
+async def test_reward_model_and_sft_runs_register_a_candidate(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    await store.start()
+    replay = ReplayBuffer(tmp_path / "replay.db")
+    now = time.time() - 1000
+    records = [interaction(2 * k + g, topic, bool(g), now + 2 * k + g)
+               for k, topic in enumerate(TOPICS) for g in (0, 1)]  # fmt: skip
+    await store.put_events([e for e, _ in records])
+    for event, feedback in records:
+        await store.put_feedback(feedback)
+        value = 1.0 if feedback.value > 0 else 0.0
+        experience = Experience(event.request_id, "t", "r", event.ts, "a", 0.5, None, {}, value)
+        replay.finish([(event.request_id, experience)])
+    base = build_tiny_model(tmp_path / "tiny")
+    out = tmp_path / "learner"
+    rm = await train(TrainRequest("reward_model", "t", base, out_root=out), store, replay,
+                     lambda: False)  # fmt: skip
+    if rm.status == "no_data":
+        pytest.fail(f"no preference pairs from the logged interactions: {rm}")
+    assert rm.status == "trained" and rm.detail["pairs"] > 0
+    assert (out / "reward_models" / rm.snapshot / "reward_model.json").exists()
+    sft = await train(TrainRequest("sft", "t", base, out_root=out, steps=2), store, replay,
+                      lambda: False)  # fmt: skip
+    assert sft.status == "registered", sft
+    record = await find(store, sft.detail["registered"])
+    assert record is not None and record.needs_approval and record.status == "candidate"
+    assert record.created_by == f"job:sft-{sft.snapshot}" and record.tenants == ["t"]
+    assert (Path(record.location) / "adapter_config.json").is_file()
+    await store.close()
