@@ -203,6 +203,10 @@ class ReplayBuffer:
             for r in reversed(rows)
         ]
 
+    def experiences_by_tenant(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT tenant, COUNT(*) FROM experience GROUP BY tenant")
+        return {tenant: int(n) for tenant, n in rows}
+
     def counts(self) -> dict[str, int]:
         return {
             table: int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])

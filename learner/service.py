@@ -36,6 +36,7 @@ from learner.metrics import LearnerMetrics
 from learner.replay import Experience, ReplayBuffer
 from learner.rewards import reward
 from learner.rule_learner import RuleLearner
+from learner.scheduler import Scheduler
 
 log = logging.getLogger("flywheel.learner")
 GROUP = "learner"
@@ -51,6 +52,7 @@ class LearnerOptions:
     batch: int = 500
     block_ms: int = 200
     canary: CanarySettings = field(default_factory=CanarySettings)
+    config_path: Path | None = None  # handed to the training runs the scheduler starts
 
 
 class Learner:
@@ -70,6 +72,8 @@ class Learner:
         self._last_prune = 0.0
         self._last_canary = 0.0
         self.canary = CanaryMonitor(store, options.canary)
+        self.scheduler = Scheduler(options.state_dir, options.config_path)
+        self._last_schedule = 0.0
 
     async def start(self) -> None:
         await self.store.start()
@@ -135,6 +139,7 @@ class Learner:
         self._finalise()
         await self._publish()
         await self._judge_canaries()
+        self._schedule()
         await self._report()
         return len(events) + len(feedback)
 
@@ -212,6 +217,18 @@ class Learner:
             if decision.publish:
                 await self.store.hset(BANDIT_PARAMS, target, candidate.to_json())
                 rule.published(candidate)
+
+    def _schedule(self, every_s: float = 10.0) -> None:
+        now = time.monotonic()
+        if now - self._last_schedule < every_s:
+            return
+        self._last_schedule = now
+        policies = {tenant: loaded.policy for tenant, loaded in self.policies.all().items()}
+        self.scheduler.tick(
+            policies,
+            self.replay.experiences_by_tenant(),
+            lambda tenant, kind: self.flags.killed(tenant, job=kind),
+        )
 
     async def _judge_canaries(self, every_s: float = 1.0) -> None:
         now = time.monotonic()

@@ -50,7 +50,9 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         print(f"flywheel: {exc}", file=sys.stderr)
         return 2
     canary = CanarySettings(canary_share=args.canary_share, min_requests=args.canary_min_requests)
-    options = LearnerOptions(state_dir=args.state_dir, consumer=args.consumer, canary=canary)
+    options = LearnerOptions(
+        state_dir=args.state_dir, consumer=args.consumer, canary=canary, config_path=args.config
+    )
     asyncio.run(run_learner(config, options, args.metrics_port))
     return 0
 

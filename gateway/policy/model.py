@@ -184,6 +184,15 @@ class RewardPolicy(Strict):
         return self
 
 
+class JobSchedule(Strict):
+    """When the learner starts a training run of one kind for this tenant."""
+
+    min_new: int = Field(500, ge=1)  # new experiences since the last run of this kind
+    every_s: float = Field(3600.0, ge=0)  # and at least this long after it
+    steps: int = Field(20, ge=1)
+    needs_approval: bool = True  # False: the tenant waives the operator's approval
+
+
 class Learning(Strict):
     """The learner's settings for this tenant's `bandit` rules, and their safeguards."""
 
@@ -199,6 +208,8 @@ class Learning(Strict):
     publish_every: int = Field(200, ge=1)  # new experiences per rule between publications
     ope_tolerance: float = Field(0.02, ge=0)  # how much worse than live a candidate may look
     min_ess: float = Field(30.0, ge=0)  # effective sample size the gate needs
+    # Training runs (reward_model, sft, rl) the scheduler starts; none unless listed.
+    jobs: dict[Literal["reward_model", "sft", "rl"], JobSchedule] = Field(default_factory=dict)
 
 
 class Policy(Strict):

@@ -1,0 +1,93 @@
+"""Starts training runs when enough new data has arrived, never two of one kind at once.
+
+Each tenant policy lists the kinds it wants (`learning.jobs`: reward_model, sft, rl) with
+how many new experiences must arrive since that kind's last run and how long to wait
+between runs. A due run is started as its own process (`flywheel learner train ...`), so
+the learner's loop never waits on training; its kill switch (`job:<kind>`, the tenant's,
+global) keeps new runs from starting, and the running job polls it itself. An rl run
+waits until a reward model exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.policy.model import Policy
+
+log = logging.getLogger("flywheel.learner")
+KINDS = ("reward_model", "sft", "rl")
+Spawn = Callable[[list[str]], "subprocess.Popen[bytes]"]
+
+
+@dataclass
+class _Last:
+    experiences: int = 0
+    at: float = 0.0
+
+
+@dataclass
+class Scheduler:
+    state_dir: Path
+    config_path: Path | None = None
+    spawn: Spawn = field(default=lambda args: subprocess.Popen(args))
+    running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)  # kind -> job
+    last: dict[tuple[str, str], _Last] = field(default_factory=dict)
+    started: list[tuple[str, str]] = field(default_factory=list)  # (tenant, kind), for status
+
+    def tick(
+        self,
+        policies: Mapping[str, Policy],
+        experiences: Mapping[str, int],
+        killed: Callable[[str, str], bool],
+        now: float | None = None,
+    ) -> list[tuple[str, str]]:
+        """Start what is due; the (tenant, kind) pairs started."""
+        now = time.time() if now is None else now
+        for kind, job in list(self.running.items()):
+            if job.poll() is not None:
+                log.info("training run %s ended with %s", kind, job.returncode)
+                del self.running[kind]
+        begun: list[tuple[str, str]] = []
+        for tenant, policy in sorted(policies.items()):
+            for kind, schedule in policy.learning.jobs.items():
+                last = self.last.setdefault((tenant, kind), _Last())
+                new = experiences.get(tenant, 0) - last.experiences
+                if (
+                    kind in self.running
+                    or new < schedule.min_new
+                    or now - last.at < schedule.every_s
+                    or killed(tenant, kind)
+                    or (kind == "rl" and self.reward_model() is None)
+                ):
+                    continue
+                command = self._command(tenant, kind, schedule.steps, schedule.needs_approval)
+                self.running[kind] = self.spawn(command)
+                last.experiences, last.at = experiences.get(tenant, 0), now
+                begun.append((tenant, kind))
+                log.info("training run %s for %s started (%d new experiences)", kind, tenant, new)
+        self.started += begun
+        return begun
+
+    def reward_model(self) -> Path | None:
+        """The newest reward model a run saved."""
+        root = self.state_dir / "reward_models"
+        found = [p for p in root.glob("*/reward_model.json")] if root.is_dir() else []
+        return max(found, key=lambda p: p.stat().st_mtime).parent if found else None
+
+    def _command(self, tenant: str, kind: str, steps: int, approval: bool) -> list[str]:
+        args = [sys.executable, "-m", "gateway", "learner", "train", kind.replace("_", "-")]
+        args += ["--tenant", tenant, "--state-dir", str(self.state_dir), "--steps", str(steps)]
+        if self.config_path is not None:
+            args += ["--config", str(self.config_path)]
+        model = self.reward_model()
+        if model is not None:
+            args += ["--reward-model", str(model)]
+        if not approval:
+            args.append("--no-approval")
+        return args
