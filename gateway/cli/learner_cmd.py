@@ -37,6 +37,10 @@ def add_parser(commands: Any) -> None:
     train.add_argument("--no-approval", action="store_true",
                        help="register without waiting for an operator (policy waiver)")  # fmt: skip
     train.set_defaults(run=_train)
+    demo = sub.add_parser(
+        "demo", help="the whole loop on SmolLM2 in minutes (synthetic users)", add_help=False
+    )
+    demo.set_defaults(run=_demo, accepts_rest=True)
 
 
 def _run(args: argparse.Namespace, rest: list[str]) -> int:
@@ -103,3 +107,10 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
 
     print(json.dumps(asyncio.run(main()), default=str))
     return 0
+
+
+def _demo(args: argparse.Namespace, rest: list[str]) -> int:
+    from learner.demo import main
+
+    status: int = main(rest)
+    return status
