@@ -57,7 +57,7 @@ class Settings:
 def settings(quick: bool, steps: int | None, seed: int) -> Settings:
     if quick:
         return Settings(steps or 2, seed, 12, 2, 32, 1, 4, 8, 1e-2, 0.02, 12, 1, False)
-    return Settings(steps or 12, seed, 40, 2, 48, 2, 4, 32, 3e-4, 0.02, 64, 2)
+    return Settings(steps or 15, seed, 40, 4, 48, 2, 4, 32, 1.5e-3, 0.02, 64, 2)
 
 
 def run(base_model: Path, out: Path, s: Settings, served_name: str) -> dict[str, Any]:

@@ -39,6 +39,12 @@ def add_parser(commands: Any) -> None:
         "learner-throughput", help="learner: decisions/s end to end", add_help=False
     )
     learner.set_defaults(run=run_learner, accepts_rest=True)
+    jobs = sub.add_parser(
+        "learner",
+        help="learner jobs on SmolLM2: time, memory, reward-model accuracy, RL gain",
+        add_help=False,
+    )
+    jobs.set_defaults(run=run_learner_jobs, accepts_rest=True)
     routing = sub.add_parser(
         "routing-sim", help="bandit routing vs oracle/static/random, simulated", add_help=False
     )
@@ -99,6 +105,13 @@ def run_routing_sim(args: argparse.Namespace, rest: list[str]) -> int:
 
 def run_learner(args: argparse.Namespace, rest: list[str]) -> int:
     from benchmarks.learner_throughput import main
+
+    status: int = main(rest)
+    return status
+
+
+def run_learner_jobs(args: argparse.Namespace, rest: list[str]) -> int:
+    from benchmarks.learner_jobs import main
 
     status: int = main(rest)
     return status
