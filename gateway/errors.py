@@ -72,6 +72,22 @@ class ModelNotFound(NotFound):
     default_code = "model_not_found"
 
 
+class Conflict(GatewayError):
+    """The change is not allowed in the current state (e.g. an adapter's status)."""
+
+    status = 409
+    error_type = "invalid_request_error"
+    default_code = "conflict"
+
+
+class Unprocessable(GatewayError):
+    """Well-formed JSON that is not a valid value (admin bodies)."""
+
+    status = 422
+    error_type = "invalid_request_error"
+    default_code = "invalid_value"
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     error_type = "invalid_request_error"

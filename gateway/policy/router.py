@@ -26,6 +26,8 @@ from gateway.policy.bandit_route import order_by_bandit
 from gateway.policy.library import PolicyLibrary
 from gateway.policy.model import EnsembleSpec, Policy, Rule, When
 from gateway.prompting import TemplateLibrary, apply_template
+from gateway.providers.base import Endpoint
+from gateway.serving.event_builder import context_of
 
 
 @dataclass
@@ -152,6 +154,7 @@ class Router:
             output_tokens,
             plan.deadline_s,
             plan.classification,
+            endpoint,
         )
         if ordered.version is not None:
             plan.policy_version = ordered.version
@@ -197,6 +200,7 @@ class Router:
         output_tokens: int,
         sla_s: float | None,
         classification: Classification | None = None,
+        endpoint: str = "chat/completions",
     ) -> strategies.Ordered:
         route = rule.route
         user = body.get("user") if isinstance(body.get("user"), str) else None
@@ -217,7 +221,7 @@ class Router:
             killed = self.flags.killed(tenant, job="bandit")
             params = None if killed or self.bandits is None else self.bandits.get(tenant, rule.name)
             if params is not None:
-                context = context_of(body, classification)
+                context = bandit_context(endpoint, body, classification)
                 decided = order_by_bandit(params, chain, context, request_id)
                 if decided is not None:
                     return decided
@@ -328,30 +332,18 @@ def _holds(
     return when.sla is None or sla in when.sla
 
 
-def context_of(body: dict[str, Any], classification: Classification | None) -> RequestContext:
-    """What the bandit sees of a request: its classification and its shape."""
-    messages = body.get("messages")
-    items = messages if isinstance(messages, list) else []
-    chars = 0
-    images = False
-    for message in items:
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, str):
-            chars += len(content)
-        elif isinstance(content, list):
-            for part in content:
-                if isinstance(part, dict):
-                    chars += len(str(part.get("text") or ""))
-                    images |= part.get("type") in ("image_url", "input_image")
-    prompt = body.get("prompt", body.get("input"))
-    if isinstance(prompt, str):
-        chars += len(prompt)
-    return RequestContext(
-        intent=classification.intent if classification else None,
-        complexity=classification.complexity if classification else None,
-        complexity_tier=classification.tier if classification else None,
-        input_chars=chars,
-        messages=len(items) or 1,
-        has_tools=bool(body.get("tools")),
-        has_images=images,
+def bandit_context(
+    endpoint: str, body: dict[str, Any], classification: Classification | None
+) -> RequestContext:
+    """What the bandit sees of a request: exactly the context its event will carry, which
+    is what the learner learns from."""
+    context = context_of(Endpoint(endpoint), body)
+    if classification is None:
+        return context
+    return context.model_copy(
+        update={
+            "intent": classification.intent,
+            "complexity": classification.complexity,
+            "complexity_tier": classification.tier,
+        }
     )

@@ -31,24 +31,12 @@ from gateway.adapters.registry import (
     RegistryError,
     TransitionError,
 )
-from gateway.errors import GatewayError, InvalidRequest, NotFound
+from gateway.errors import Conflict, GatewayError, InvalidRequest, NotFound, Unprocessable
 from gateway.http import json_response, parse_json, read_body
 from gateway.protocol import Wire, validate
 from gateway.routes.admin_guard import Handler, admin_only
 from gateway.state import AppState
 from gateway.store.base import Store
-
-
-class Conflict(GatewayError):
-    status = 409
-    error_type = "invalid_request_error"
-    default_code = "conflict"
-
-
-class Unprocessable(GatewayError):
-    status = 422
-    error_type = "invalid_request_error"
-    default_code = "invalid_value"
 
 
 class AdminBody(Wire):
