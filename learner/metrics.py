@@ -18,7 +18,10 @@ class LearnerMetrics:
         self.publications = Counter(
             "flywheel_learner_publications_total", "Gate decisions", ["result"], registry=r
         )
-        self.errors = Counter("flywheel_learner_store_errors_total", "Store errors", registry=r)
+        self.errors = Counter("flywheel_learner_errors_total", "Failed rounds", registry=r)
+        self.malformed = Counter(
+            "flywheel_learner_malformed_entries_total", "Stream entries skipped", registry=r
+        )
         self.lag = Gauge(
             "flywheel_learner_lag_seconds", "Age of the newest event consumed", registry=r
         )

@@ -20,6 +20,9 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from gateway.config import FlywheelConfig
 from gateway.events import Feedback, InteractionEvent
@@ -29,7 +32,7 @@ from gateway.policy.bandit_book import field_name
 from gateway.policy.bandit_scorer import BanditParams
 from gateway.policy.library import PolicyLibrary
 from gateway.policy.model import RewardPolicy
-from gateway.store import AuditEntry, Store, StoreUnavailable, open_store
+from gateway.store import AuditEntry, Store, StoreUnavailable, StreamEntry, open_store
 from gateway.store_sync import StoreSync
 from learner.canary import CanaryMonitor, CanarySettings
 from learner.metrics import LearnerMetrics
@@ -39,6 +42,7 @@ from learner.rule_learner import RuleLearner
 from learner.scheduler import Scheduler
 
 log = logging.getLogger("flywheel.learner")
+T = TypeVar("T", bound=BaseModel)
 GROUP = "learner"
 STATUS = "learner"  # store hash: "status" and one field per rule
 REBUILD_LAST = 50_000  # experiences per rule replayed into the bandit at start
@@ -113,6 +117,10 @@ class Learner:
                 self.metrics.errors.inc()
                 log.warning("store unavailable: %s", exc)
                 await asyncio.sleep(1.0)
+            except Exception:  # a sidecar keeps going: log, back off, retry the round
+                self.metrics.errors.inc()
+                log.exception("learner round failed")
+                await asyncio.sleep(1.0)
 
     async def step(self) -> int:
         """One round: consume, finalise what is due, learn, publish. Entries consumed."""
@@ -124,8 +132,8 @@ class Learner:
                                          self.options.batch, 0, pending=pending)  # fmt: skip
         if pending and not events and not feedback:
             self._pending_first = False
-        parsed_events = [InteractionEvent.model_validate_json(e.payload) for e in events]
-        parsed_feedback = [Feedback.model_validate_json(e.payload) for e in feedback]
+        parsed_events = _parse_all(InteractionEvent, events, self.metrics)
+        parsed_feedback = _parse_all(Feedback, feedback, self.metrics)
         self.replay.add(parsed_events, parsed_feedback)
         await self.store.ack("events", GROUP, [e.entry_id for e in events])
         await self.store.ack("feedback", GROUP, [e.entry_id for e in feedback])
@@ -250,6 +258,19 @@ class Learner:
         for key, rule in self.rules.items():
             state = {**rule.status(), "killed": self.killed.get(key, True)}
             await self.store.hset(STATUS, f"rule:{field_name(*key)}", json.dumps(state))
+
+
+def _parse_all(model: type[T], entries: list[StreamEntry], metrics: LearnerMetrics) -> list[T]:
+    """Every entry that parses; one that does not (a poison message) is logged, counted
+    and skipped, so it cannot stall the stream."""
+    parsed = []
+    for entry in entries:
+        try:
+            parsed.append(model.model_validate_json(entry.payload))
+        except ValidationError as exc:
+            metrics.malformed.inc()
+            log.warning("malformed stream entry %s skipped: %s", entry.entry_id, exc)
+    return parsed
 
 
 def _parse(text: str | None) -> BanditParams | None:

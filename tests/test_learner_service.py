@@ -85,3 +85,15 @@ async def test_restart_redelivers_unacked_entries_and_counts_each_decision_once(
     assert rewards["req-3"] == 1.0 and rewards["req-15"] == 0.5  # thumbs vs the default
     await second.close()
     await writer.close()
+
+
+def test_a_malformed_stream_entry_is_skipped_and_counted() -> None:
+    from gateway.store import StreamEntry
+    from learner.metrics import LearnerMetrics
+    from learner.service import _parse_all
+
+    metrics = LearnerMetrics()
+    good = StreamEntry("2", event(1).model_dump_json().encode())
+    parsed = _parse_all(InteractionEvent, [StreamEntry("1", b"{not json"), good], metrics)
+    assert [e.request_id for e in parsed] == ["req-1"]
+    assert metrics.malformed._value.get() == 1
