@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,classify-export,local,learn]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench,classify-export,local,learn]'
 	$(BIN)/flywheel classifier export
 	$(BIN)/flywheel local-model prepare
 	touch $(STAMP)
