@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from tests.conftest import make_client
-from tests.support.processes import Server, free_port, start_gateway, start_server
+from tests.support.processes import Server, start_gateway, start_learner
 
 ADMIN = "sk-canary-admin"
 KEYS = {"C_KEYS": "sk-canary", "C_ADMIN": ADMIN}
@@ -51,13 +51,9 @@ tenants:
 admin: {{api_key_env: C_ADMIN}}
 """)
     gateway = start_gateway(config, KEYS)
-    port = free_port()
-    learner = start_server(
-        ["-m", "gateway", "learner", "run", "--config", str(config), "--state-dir",
-         str(work / "state"), "--metrics-port", str(port), "--canary-share", "0.5",
-         "--canary-min-requests", "12"],
-        port, work / "learner.log", "/metrics", env=KEYS,
-    )  # fmt: skip
+    learner = start_learner(
+        config, work, KEYS, "--canary-share", "0.5", "--canary-min-requests", "12"
+    )
     yield gateway
     learner.stop()
     gateway.stop()

@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from tests.conftest import make_client
-from tests.support.processes import Server, free_port, start_gateway, start_server
+from tests.support.processes import Server, start_gateway, start_learner
 
 ADMIN = "sk-learn-admin"
 KEYS = {"LEARN_KEYS": "sk-learn", "LEARN_ADMIN": ADMIN}
@@ -60,12 +60,7 @@ tenants:
 admin: {{api_key_env: LEARN_ADMIN}}
 """)
     gateway = start_gateway(config, KEYS)
-    port = free_port()
-    learner = start_server(
-        ["-m", "gateway", "learner", "run", "--config", str(config), "--state-dir",
-         str(work / "state"), "--metrics-port", str(port)],
-        port, work / "learner.log", "/metrics", env=KEYS,
-    )  # fmt: skip
+    learner = start_learner(config, work, KEYS)
     yield gateway
     learner.stop()
     gateway.stop()

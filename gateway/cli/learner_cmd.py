@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gateway.config import FlywheelConfig
 from gateway.config_loader import ConfigError, load_config
 
 
@@ -43,15 +44,22 @@ def add_parser(commands: Any) -> None:
     demo.set_defaults(run=_demo, accepts_rest=True)
 
 
+def _config(args: argparse.Namespace) -> FlywheelConfig | None:
+    """Logging set up and the config loaded; None (after saying why) when it is invalid."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        return load_config(args.config)
+    except ConfigError as exc:
+        print(f"flywheel: {exc}", file=sys.stderr)
+        return None
+
+
 def _run(args: argparse.Namespace, rest: list[str]) -> int:
     from learner.canary import CanarySettings
     from learner.service import LearnerOptions, run_learner
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"flywheel: {exc}", file=sys.stderr)
+    config = _config(args)
+    if config is None:
         return 2
     canary = CanarySettings(canary_share=args.canary_share, min_requests=args.canary_min_requests)
     options = LearnerOptions(
@@ -71,11 +79,8 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
     from learner.replay import ReplayBuffer
     from local_worker.model_files import resolve
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"flywheel: {exc}", file=sys.stderr)
+    config = _config(args)
+    if config is None:
         return 2
     if not config.store:
         print("flywheel: the config names no store (`store:`)", file=sys.stderr)

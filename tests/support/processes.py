@@ -126,3 +126,12 @@ def start_gateway(config: Path, env: Mapping[str, str], log_dir: Path | None = N
         "/readyz",
         env=env,
     )
+
+
+def start_learner(config: Path, work: Path, env: Mapping[str, str], *flags: str) -> Server:
+    """`flywheel learner run` on `config`, its state and log under `work`, metrics on a free
+    port (ready once they answer)."""
+    port = free_port()
+    args = ["-m", "gateway", "learner", "run", "--config", str(config), "--state-dir",
+            str(work / "state"), "--metrics-port", str(port), *flags]  # fmt: skip
+    return start_server(args, port, work / "learner.log", "/metrics", env=env)
