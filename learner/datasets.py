@@ -53,6 +53,7 @@ from typing import Any, Literal, TypeVar
 
 from gateway.events import Feedback, InteractionEvent
 from gateway.store.base import Store
+from gateway.transcript import Prompt, Turn, prompt_text, render_prompt, render_response
 from learner.datasets_audit import (
     Audit,
     Screener,
@@ -67,15 +68,6 @@ from learner.replay import ReplayBuffer
 FORMAT_VERSION = 1
 KINDS = ("pairs", "scored", "sft", "prompts")
 Split = Literal["train", "heldout"]
-
-
-@dataclass(frozen=True, slots=True)
-class Turn:
-    role: str
-    content: str
-
-
-Prompt = tuple[Turn, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,79 +279,6 @@ def interaction_from(
         flags=tuple(str(g.get("kind", "flagged")) for g in event.guard),
         multimodal=event.context.has_images,
     )
-
-
-def render_prompt(endpoint: str, body: Mapping[str, Any] | None) -> Prompt:
-    """The request's text turns: chat messages, a completions prompt, Responses input."""
-    if body is None:
-        return ()
-    turns: list[Turn] = []
-    if endpoint == "chat/completions":
-        for message in body.get("messages") or []:
-            if isinstance(message, dict):
-                turns.append(Turn(str(message.get("role", "user")), _text(message.get("content"))))
-    elif endpoint == "completions":
-        prompt = body.get("prompt")
-        if isinstance(prompt, list) and len(prompt) == 1:
-            prompt = prompt[0]
-        if isinstance(prompt, str):
-            turns.append(Turn("user", prompt))
-    elif endpoint == "responses":
-        if isinstance(body.get("instructions"), str):
-            turns.append(Turn("system", body["instructions"]))
-        items = body.get("input")
-        if isinstance(items, str):
-            turns.append(Turn("user", items))
-        for item in items if isinstance(items, list) else []:
-            if isinstance(item, dict) and item.get("type") == "function_call_output":
-                turns.append(Turn("tool", str(item.get("output", ""))))
-            elif isinstance(item, dict) and "role" in item:
-                turns.append(Turn(str(item["role"]), _text(item.get("content"))))
-    return tuple(t for t in turns if t.content.strip())
-
-
-def render_response(body: Mapping[str, Any] | None) -> str:
-    """The answer's text: a chat or completions body, a streamed answer, a Response."""
-    if body is None:
-        return ""
-    choices = body.get("choices")
-    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        message = choices[0].get("message")
-        if isinstance(message, dict):
-            return _text(message.get("content"))
-        return str(choices[0].get("text") or "")
-    if isinstance(body.get("output_text"), str):
-        return str(body["output_text"])
-    if isinstance(body.get("output"), list):
-        return "\n".join(
-            _text(item.get("content"))
-            for item in body["output"]
-            if isinstance(item, dict) and item.get("type") == "message"
-        )
-    return _text(body.get("content"))
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = [
-            part if isinstance(part, str) else str(part.get("text", ""))
-            for part in content
-            if isinstance(part, str)
-            or (
-                isinstance(part, dict) and part.get("type") in ("text", "input_text", "output_text")
-            )
-        ]
-        return "\n".join(parts)
-    return ""
-
-
-def prompt_text(prompt: Prompt) -> str:
-    """One string for models that take text: a lone user turn as is, else `role: text`."""
-    if len(prompt) == 1 and prompt[0].role == "user":
-        return prompt[0].content
-    return "\n\n".join(f"{t.role}: {t.content}" for t in prompt)
 
 
 # --- building ----------------------------------------------------------------------------

@@ -67,8 +67,8 @@ def run(base_model: Path, out: Path, s: Settings, served_name: str) -> dict[str,
     import torch
     from tqdm import tqdm
 
+    from gateway.transcript import prompt_text
     from learner import demo_report as rep
-    from learner.datasets import prompt_text
     from learner.demo_data import PROMPTS, traffic_snapshot, user_rating
     from learner.gates import GateConfig, HeldOut, LocalGenerator, load_with_adapters, run_gates
     from learner.jobs.base import lora_config, seed_everything

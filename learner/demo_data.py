@@ -16,7 +16,8 @@ import re
 from collections.abc import Sequence
 
 from gateway.events import Feedback
-from learner.datasets import Interaction, Snapshot, SnapshotOptions, Turn, build_snapshot
+from gateway.transcript import Turn
+from learner.datasets import Interaction, Snapshot, SnapshotOptions, build_snapshot
 
 PROMPTS: tuple[str, ...] = (
     "Why is the sky blue?",

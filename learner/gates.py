@@ -171,7 +171,7 @@ def evaluate(
     c = config or GateConfig()
     if not len(examples) == len(candidate) == len(baseline):
         raise ValueError("examples, candidate outputs and baseline outputs differ in length")
-    texts = [gm.prompt_text(e.prompt) for e in examples]
+    texts = [gm.reward_prompt(e.prompt) for e in examples]
     cand_r = [reward(p, out) for p, out in zip(texts, candidate, strict=True)]
     base_r = [reward(p, out) for p, out in zip(texts, baseline, strict=True)]
     hits = gm.matches(candidate, c.unsafe_markers)

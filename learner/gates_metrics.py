@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from gateway.transcript import chat_turns, prompt_text
+
 Prompt = str | Sequence[Mapping[str, str]]  # a user message, or chat messages {role, content}
 
 REFUSAL_PHRASES: tuple[str, ...] = (
@@ -159,12 +161,12 @@ def paired_bootstrap_ci(
     return (float(low), float(high))
 
 
-def prompt_text(prompt: Prompt) -> str:
-    """What a reward model reads as the prompt: the string, or a chat's last user message."""
+def reward_prompt(prompt: Prompt) -> str:
+    """What the reward model reads as this prompt: the rendering it was trained on
+    (`gateway.transcript.prompt_text`); a string is one user turn."""
     if isinstance(prompt, str):
         return prompt
-    users = [m.get("content", "") for m in prompt if m.get("role") == "user"]
-    return users[-1] if users else ""
+    return prompt_text(chat_turns(prompt))
 
 
 def chat_ids(tokenizer: Any, prompt: Prompt) -> list[int]:

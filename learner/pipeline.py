@@ -20,11 +20,11 @@ from typing import Any, Literal
 
 from gateway.adapters import registry
 from gateway.store import Store
+from gateway.transcript import prompt_text
 from learner.datasets import (
     Snapshot,
     build_snapshot,
     collect,
-    prompt_text,
     replay_rewards,
     write_snapshot,
 )

@@ -8,11 +8,11 @@ import pytest
 
 from gateway.events import Feedback, InteractionEvent
 from gateway.store import open_store
+from gateway.transcript import Turn
 from learner.datasets import (
     Interaction,
     Snapshot,
     SnapshotOptions,
-    Turn,
     build_snapshot,
     collect,
     load_snapshot,
