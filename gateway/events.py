@@ -41,6 +41,7 @@ class RoutingDecision(Record):
     arm: str | None = None
     propensity: float | None = None
     policy_version: str | None = None
+    pick: str | None = None  # how an ensemble chose its answer (judge, scorer, consensus)
 
 
 class TemplateRef(Record):

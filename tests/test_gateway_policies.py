@@ -48,7 +48,7 @@ admin: {{api_key_env: P_ADMIN}}
 POLICY = """
 tenant: main
 version: "1"
-virtual_models: [auto, weighted, latency, cheap, hedge, judged, learned, strict-sla]
+virtual_models: [auto, weighted, latency, cheap, hedge, judged, scored, learned, strict-sla]
 allow_concrete_models: true
 templates: {default: general, code: code}
 intents:
@@ -77,6 +77,10 @@ rules:
     when: {model: [judged]}
     route: {strategy: ensemble, chain: [large, large-b],
             ensemble: {n: 2, select: judge, judge: judge}}
+  - name: scored
+    when: {model: [scored]}
+    route: {strategy: ensemble, chain: [large, large-b],
+            ensemble: {n: 2, select: reward, scorer: judge}}
   - name: learned
     when: {model: [learned]}
     route: {strategy: bandit, chain: [small, large]}
@@ -210,16 +214,11 @@ def test_hedged_ensemble_answers_with_the_first(gw: Server, mock: MockControl) -
 def test_judged_ensemble_accounts_every_call(gw: Server, mock: MockControl) -> None:
     mock.configure("p-judge", output_tokens=1)
     raw = chat(gw, "judged")
-    request_id = raw.headers["x-flywheel-request-id"]
     assert raw.headers["x-flywheel-route"] in ("large", "large-b")
     assert len(mock.requests("p-large")) == 1 and len(mock.requests("p-large-b")) == 1
     assert len(mock.requests("p-judge")) == 1
-    deadline = time.monotonic() + 5
-    event = None
-    while time.monotonic() < deadline and event is None:
-        event = admin(gw, "GET", f"/admin/events/{request_id}").json().get("event")
-        time.sleep(0.05)
-    assert event is not None
+    event = wait_event(gw, raw.headers["x-flywheel-request-id"])
+    assert event["routing"]["pick"].startswith("judge judge picked large")
     # What each call cost, from what the mock received: its usage is ceil(chars / 4) prompt
     # tokens and `output_tokens` completion tokens (8; the judge's set to 1 above).
     prices = {"p-large": 10e-6, "p-large-b": 20e-6, "p-judge": 5e-6}
@@ -230,6 +229,27 @@ def test_judged_ensemble_accounts_every_call(gw: Server, mock: MockControl) -> N
         completion = 1 if entry["model"] == "p-judge" else 8
         expected += (-(-chars // 4) + completion) * prices[entry["model"]]
     assert event["cost_usd"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_reward_ensemble_serves_the_first_answer_when_the_scorer_fails(
+    gw: Server, mock: MockControl
+) -> None:
+    # The mock serves no /v1/score: the scorer's call fails and the pick says so.
+    raw = chat(gw, "scored")
+    assert raw.headers["x-flywheel-route"] == "large"
+    assert len(mock.requests("p-large")) == 1 and len(mock.requests("p-large-b")) == 1
+    event = wait_event(gw, raw.headers["x-flywheel-request-id"])
+    assert event["routing"]["pick"].startswith("scorer judge failed")
+
+
+def wait_event(gw: Server, request_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        event = admin(gw, "GET", f"/admin/events/{request_id}").json().get("event")
+        if event is not None:
+            return dict(event)
+        time.sleep(0.05)
+    raise AssertionError(f"no event for {request_id}")
 
 
 def test_bandit_rule_serves_its_static_chain_until_parameters_exist(gw: Server) -> None:

@@ -109,6 +109,23 @@ async def test_n_max_tokens_and_stop(mock: Mock) -> None:
     assert stopped.choices[0].finish_reason == "stop"
 
 
+async def test_fixed_reply_honours_the_cap_and_streams(mock: Mock) -> None:
+    text = "Summary: three points, kept short."
+    await mock.control("POST", "models/fixed", {"reply": text})
+    whole = await mock.client.chat.completions.create(model="fixed", messages=USER)
+    assert whole.choices[0].message.content == text
+    assert whole.choices[0].finish_reason == "stop"
+    assert whole.usage is not None and whole.usage.completion_tokens == 5
+    capped = await mock.client.chat.completions.create(model="fixed", messages=USER, max_tokens=2)
+    assert capped.choices[0].message.content == "Summary: three"
+    assert capped.choices[0].finish_reason == "length"
+    stream = await mock.client.chat.completions.create(model="fixed", messages=USER, stream=True)
+    pieces = [c.choices[0].delta.content or "" async for c in stream if c.choices]
+    assert "".join(pieces) == text
+    with pytest.raises(BehaviourError, match="'reply' must be a string"):
+        ModelBehaviour().merged({"reply": 3})
+
+
 async def test_tool_calls_plain_and_streamed(mock: Mock) -> None:
     done = await mock.client.chat.completions.create(model="m", messages=USER, tools=TOOLS)
     call = done.choices[0].message.tool_calls[0]  # type: ignore[index]

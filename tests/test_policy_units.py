@@ -3,6 +3,7 @@ policy that ships with the project."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from gateway.policy.checks import policy_checker
 from gateway.policy.library import PolicyError, parse_policy
 from gateway.prompting import TemplateLibrary
 from gateway.providers.factory import build_provider
+from gateway.serving.ensemble import scores_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,6 +39,22 @@ def test_parse_errors_name_file_line_and_key() -> None:
     )
     with pytest.raises(PolicyError, match="one weight per chain entry"):
         parse_policy(weighted, "acme.yaml")
+
+    reward = GOOD.replace("{strategy: first, chain: [a]}", "{strategy: ensemble, chain: [a, b],"
+                          " ensemble: {select: reward}}")  # fmt: skip
+    with pytest.raises(PolicyError, match="select: reward needs `scorer: <model>`"):
+        parse_policy(reward, "acme.yaml")
+
+
+def test_an_ensemble_scorer_must_be_a_known_model() -> None:
+    check = policy_checker(_catalog(), TemplateLibrary.load_dir(ROOT / "templates"))
+    text = GOOD.replace(
+        "{strategy: first, chain: [a]}",
+        "{strategy: ensemble, chain: [mock/small, mock/large],"
+        " ensemble: {select: reward, scorer: mock/nope}}",
+    )
+    with pytest.raises(PolicyError, match=r"rules.0.route.ensemble.scorer: unknown model"):
+        parse_policy(text, "acme.yaml", check)
 
 
 def _catalog():  # type: ignore[no-untyped-def]
@@ -96,3 +114,15 @@ def test_lowest_cost_respects_the_sla() -> None:
 def test_sticky_unit_is_uniform_enough() -> None:
     values = [strategies.sticky_unit("t", str(i)) for i in range(5000)]
     assert abs(sum(v < 0.5 for v in values) / 5000 - 0.5) < 0.03
+
+
+def test_score_replies_are_read_in_answer_order_or_refused() -> None:
+    def reply(*pairs: tuple[int, float]) -> bytes:
+        return json.dumps({"data": [{"index": i, "score": s} for i, s in pairs]}).encode()
+
+    assert scores_of(reply((1, 0.5), (0, -1.0)), 2) == [-1.0, 0.5]
+    assert scores_of(reply((0, 0.5)), 2) is None  # one missing
+    assert scores_of(reply((0, 0.5), (1, 1.0), (2, 0.0)), 2) is None  # one extra
+    assert scores_of(reply((0, float("nan")), (1, 1.0)), 2) is None
+    assert scores_of(b"<html>", 2) is None
+    assert scores_of(b'{"data": [{"index": "x", "score": 1}]}', 1) is None

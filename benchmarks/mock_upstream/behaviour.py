@@ -42,6 +42,7 @@ class ModelBehaviour:
     retry_after_s: float = 1.0  # 429: the Retry-After header
     hang_s: float = 30.0  # timeout: how long to sleep before answering
     fail_after_chunks: int = 3  # drop_mid_stream: chunks sent before the abort
+    reply: str = ""  # a fixed answer text (one token per word) instead of "<model> tok0 ..."
 
     def merged(self, patch: Mapping[str, Any]) -> ModelBehaviour:
         """A copy with `patch` applied; every key and value is validated first."""
@@ -70,6 +71,10 @@ def _validated(patch: Mapping[str, Any]) -> dict[str, Any]:
 def _coerce(name: str, kind: str, value: Any) -> Any:
     if name == "failure_kind":
         return failure_kind(value)
+    if name == "reply":
+        if not isinstance(value, str):
+            raise BehaviourError(f"behaviour field 'reply' must be a string, got {value!r}")
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise BehaviourError(f"behaviour field {name!r} must be a number, got {value!r}")
     if kind == "int" and value != int(value):

@@ -59,6 +59,17 @@ def text_pieces(model: str, count: int) -> tuple[str, ...]:
     return tuple(f"{model} tok0" if i == 0 else f" tok{i}" for i in range(count))
 
 
+def reply_pieces(reply: str) -> tuple[str, ...]:
+    """A fixed answer text as token pieces: one per word."""
+    return tuple(w if i == 0 else f" {w}" for i, w in enumerate(reply.split(" ")))
+
+
+def with_reply(plan: Plan, reply: str) -> Plan:
+    """The plan (made for `len(reply_pieces(reply))` output tokens, so its length and
+    finish reason already follow the request's cap) answering the fixed text instead."""
+    return dataclasses.replace(plan, pieces=reply_pieces(reply)[: len(plan.pieces)])
+
+
 def content_chars(value: Any) -> int:
     """Characters of text in a content value: a string, or a list of parts with text."""
     if isinstance(value, str):

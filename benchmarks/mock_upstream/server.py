@@ -17,7 +17,7 @@ from aiohttp import web
 from benchmarks.mock_upstream.behaviour import MockConfig
 from benchmarks.mock_upstream.behaviour import ModelBehaviour as Behaviour
 from benchmarks.mock_upstream.control import add_control_routes
-from benchmarks.mock_upstream.plan import JSON, RequestError
+from benchmarks.mock_upstream.plan import JSON, RequestError, reply_pieces, with_reply
 from benchmarks.mock_upstream.responses import (
     CHAT,
     COMPLETIONS,
@@ -185,10 +185,14 @@ async def _generate(request: web.Request, endpoint: Endpoint) -> web.StreamRespo
     call = await _admit(request)
     if isinstance(call, web.StreamResponse):
         return call
+    reply = call.behaviour.reply
+    output_tokens = len(reply_pieces(reply)) if reply else call.behaviour.output_tokens
     try:
-        plan = endpoint.plan(call.body, call.model, call.behaviour.output_tokens)
+        plan = endpoint.plan(call.body, call.model, output_tokens)
     except RequestError as exc:
         return _error(400, str(exc), "invalid_request_error", exc.param)
+    if reply and plan.tool is None and not call.model.startswith("echo"):
+        plan = with_reply(plan, reply)
     failed = await _fault(request, call, plan.prompt_tokens, endpoint.prompt_param, plan.stream)
     if failed is not None:
         return failed

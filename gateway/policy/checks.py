@@ -1,7 +1,7 @@
 """Cross-checks of a policy against the rest of the system, at load time: every model a
 rule names exists (or names an adapter of a local model, `local/smollm2-135m:support`,
-resolved by the registry per request), every template it names is loaded, a judge is a
-known model."""
+resolved by the registry per request), every template it names is loaded, an ensemble's
+judge or scorer is a known model."""
 
 from __future__ import annotations
 
@@ -22,8 +22,10 @@ def policy_checker(catalog: ModelCatalog, templates: TemplateLibrary) -> Checker
                 if name not in catalog.routes and adapter_target(catalog.routes, name) is None:
                     found.append(((*where, "chain"), f"unknown model {name!r}"))
             ensemble = rule.route.ensemble
-            if ensemble is not None and ensemble.judge and ensemble.judge not in catalog.routes:
-                found.append(((*where, "ensemble", "judge"), f"unknown model {ensemble.judge!r}"))
+            picker = ensemble.picker if ensemble is not None else None
+            if ensemble is not None and picker is not None and picker not in catalog.routes:
+                field = "judge" if ensemble.select == "judge" else "scorer"
+                found.append(((*where, "ensemble", field), f"unknown model {picker!r}"))
             if rule.route.template and not _has(templates, rule.route.template):
                 found.append(((*where, "template"), f"unknown template {rule.route.template!r}"))
         for intent, ref in policy.templates.items():

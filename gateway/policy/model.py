@@ -53,15 +53,26 @@ class When(Strict):
 class EnsembleSpec(Strict):
     n: int = Field(2, ge=2, le=8)
     # first: hedge, the first success wins and the rest are cancelled; judge: a judge
-    # model picks the best answer; consensus: the answer closest to the others wins.
-    select: Literal["first", "judge", "consensus"] = "first"
+    # model picks the best answer; consensus: the answer closest to the others wins;
+    # reward: a reward model scores every answer (POST /v1/score) and the best wins.
+    select: Literal["first", "judge", "consensus", "reward"] = "first"
     judge: str | None = None
+    scorer: str | None = None  # select: reward: a model whose server answers /v1/score
 
     @model_validator(mode="after")
-    def _judge_named(self) -> EnsembleSpec:
+    def _picker_named(self) -> EnsembleSpec:
         if self.select == "judge" and not self.judge:
             raise ValueError("select: judge needs `judge: <model>`")
+        if self.select == "reward" and not self.scorer:
+            raise ValueError("select: reward needs `scorer: <model>` (a reward model's server)")
         return self
+
+    @property
+    def picker(self) -> str | None:
+        """The model whose call picks the answer: the judge or the scorer."""
+        if self.select == "judge":
+            return self.judge
+        return self.scorer if self.select == "reward" else None
 
 
 class Route(Strict):

@@ -19,6 +19,7 @@ class Endpoint(StrEnum):
     COMPLETIONS = "completions"
     EMBEDDINGS = "embeddings"
     RESPONSES = "responses"
+    SCORE = "score"  # a reward model's scores: the local worker's POST /v1/score
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,13 @@
   names the best; its call is accounted too.
 - consensus: all answer; the one closest to the others (mean token Jaccard) wins, a
   self-consistency vote that needs no extra call.
+- reward: all answer; the scorer (a reward model behind the local worker's
+  `POST /v1/score`) scores each answer to the request and the highest wins (ties: the
+  earlier in the chain). The prompt is rendered as the learner trained the reward model
+  on it (`gateway.transcript.prompt_text`).
+
+A judge or scorer that fails, or answers nonsense, costs the request nothing but the
+pick: the first answer in chain order is served and the note says why.
 
 Each candidate runs through the dispatcher on its own (retries and its breaker apply;
 no fallback to the others, which are already running).
@@ -25,6 +32,7 @@ from gateway.errors import NoRouteAvailable, UpstreamError
 from gateway.policy.model import EnsembleSpec
 from gateway.providers.base import CallOptions, Endpoint
 from gateway.serving.usage import Usage, usage_from
+from gateway.transcript import prompt_text, render_prompt
 
 JUDGE_PROMPT = (
     "You are judging answers to the same request. Read the request and the numbered "
@@ -56,7 +64,7 @@ class Candidate:
 class EnsembleResult:
     winner: Candidate
     others: list[Candidate]  # answered (or judged) but not chosen: their cost still counts
-    judge: Candidate | None
+    judge: Candidate | None  # the call that picked the winner (judge or scorer), if any
     note: str
 
 
@@ -67,8 +75,10 @@ async def run_ensemble(
     attempt: Attempt[Any],
     request_id: str,
     request_body: dict[str, Any],
-    judge_route: ModelRoute | None,
+    picker: ModelRoute | None,
 ) -> EnsembleResult:
+    """Run the candidates and pick one; `picker` is the judge's or the scorer's route, and
+    `request_body` the request as the picker may see it (PII masked for its location)."""
     candidates = chain[: spec.n]
 
     async def call(route: ModelRoute) -> Candidate:
@@ -98,7 +108,9 @@ async def run_ensemble(
             None,
             f"consensus picked {answers[best].route.name}",
         )
-    return await _judge(dispatcher, answers, judge_route, request_id, request_body)
+    if spec.select == "reward":
+        return await _reward(dispatcher, answers, picker, request_id, request_body)
+    return await _judge(dispatcher, answers, picker, request_id, request_body)
 
 
 async def _first(tasks: list[asyncio.Task[Candidate]]) -> EnsembleResult:
@@ -179,3 +191,53 @@ async def _judge(
         verdict,
         f"judge {judge_route.name} picked {answers[pick].route.name}",
     )
+
+
+async def _reward(
+    dispatcher: Dispatcher,
+    answers: list[Candidate],
+    scorer: ModelRoute | None,
+    request_id: str,
+    request_body: dict[str, Any],
+) -> EnsembleResult:
+    if scorer is None:
+        return EnsembleResult(answers[0], answers[1:], None, "no scorer available: first answer")
+    body = {
+        "model": scorer.upstream_model,
+        "prompt": prompt_text(render_prompt(Endpoint.CHAT.value, request_body)),
+        "responses": [a.text() for a in answers],
+    }
+
+    async def ask(route: ModelRoute, options: CallOptions) -> Candidate:
+        raw = await route.provider.send(Endpoint.SCORE, body, options)
+        return Candidate(route, raw, Usage(), Trace(request_id))
+
+    try:
+        scored = await dispatcher.run((scorer,), ask, Trace(request_id))
+    except UpstreamError as exc:
+        note = f"scorer {scorer.name} failed ({exc.message}): first answer"
+        return EnsembleResult(answers[0], answers[1:], None, note)
+    scores = scores_of(scored.body, len(answers))
+    if scores is None:
+        note = f"scorer {scorer.name} answered no usable scores: first answer"
+        return EnsembleResult(answers[0], answers[1:], scored, note)
+    pick = max(range(len(answers)), key=lambda i: (scores[i], -i))
+    shown = ", ".join(f"{a.route.name} {s:.3f}" for a, s in zip(answers, scores, strict=True))
+    return EnsembleResult(
+        answers[pick],
+        answers[:pick] + answers[pick + 1 :],
+        scored,
+        f"reward model {scorer.name} picked {answers[pick].route.name} ({shown})",
+    )
+
+
+def scores_of(raw: bytes, count: int) -> list[float] | None:
+    """The scores of a `/v1/score` reply in answer order, or None if it is not one."""
+    try:
+        data = orjson.loads(raw)["data"]
+        by_index = {int(d["index"]): float(d["score"]) for d in data}
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+    if sorted(by_index) != list(range(count)) or any(s != s for s in by_index.values()):
+        return None  # a missing, extra or NaN score
+    return [by_index[i] for i in range(count)]

@@ -50,6 +50,7 @@ def build_event(
             arm=plan.arm,
             propensity=plan.propensity,
             policy_version=plan.policy_version,
+            pick=call.pick,
         )
         if plan.template is not None:
             template = TemplateRef(id=plan.template[0], version=plan.template[1])

@@ -67,6 +67,7 @@ class Call:
     # Calls made for this request besides the answer's (ensemble members, a judge).
     extra_usd: float = 0.0
     extra_tokens: int = 0
+    pick: str | None = None  # how an ensemble chose the answer, for the event
     _chat_body: tuple[dict[str, Any], dict[str, Any]] | None = None
 
     @property
@@ -111,7 +112,7 @@ class InferenceService:
         self._metrics = metrics
         self.events = events
         self._latency = latency or LatencyTracker()
-        self.judges: dict[str, ModelRoute] = {}  # every model, for ensemble judges
+        self.judges: dict[str, ModelRoute] = {}  # every model: ensemble judges and scorers
 
     async def serve(self, call: Call, chain: tuple[ModelRoute, ...]) -> Response | SSEResponse:
         plan = call.plan
@@ -139,10 +140,10 @@ class InferenceService:
     async def _ensemble(
         self, call: Call, chain: tuple[ModelRoute, ...], spec: EnsembleSpec
     ) -> Answer:
-        judge = self._judge_route(chain, spec)
-        question = call.body_for(judge) if judge is not None else call.body
+        picker = self._picker_route(chain, spec)
+        question = call.body_for(picker) if picker is not None else call.body
         result = await run_ensemble(
-            self._dispatcher, spec, chain, self._attempt(call), call.request_id, question, judge
+            self._dispatcher, spec, chain, self._attempt(call), call.request_id, question, picker
         )
         trace, winner = call.trace, result.winner
         trace.route = winner.route
@@ -154,14 +155,19 @@ class InferenceService:
             trace.errors += candidate.trace.errors
         call.extra_usd = sum(c.cost for c in extras)
         call.extra_tokens = sum(c.usage.total for c in extras)
+        call.pick = result.note
         if call.plan is not None:
             call.plan.explain.append(result.note)
+        log_event(log, "ensemble", request_id=call.request_id, pick=result.note)
         return Answer(winner.body, winner.usage)
 
-    def _judge_route(self, chain: tuple[ModelRoute, ...], spec: EnsembleSpec) -> ModelRoute | None:
-        if spec.judge is None:
+    def _picker_route(self, chain: tuple[ModelRoute, ...], spec: EnsembleSpec) -> ModelRoute | None:
+        """The judge's or the scorer's route: a chain entry (it may be an adapter's) or any
+        model of the catalog."""
+        name = spec.picker
+        if name is None:
             return None
-        return next((r for r in chain if r.name == spec.judge), None) or self.judges.get(spec.judge)
+        return next((r for r in chain if r.name == name), None) or self.judges.get(name)
 
     def _attempt(self, call: Call) -> Any:
         async def attempt(route: ModelRoute, options: CallOptions) -> Answer:
