@@ -18,7 +18,7 @@ from learner.datasets import (
     load_snapshot,
     write_snapshot,
 )
-from learner.datasets_audit import Screener, near_duplicate_groups, skew, token_set
+from learner.datasets.audit import Screener, near_duplicate_groups, skew, token_set
 
 SYSTEM = Turn("system", "You are the helpful support assistant of Acme. Answer briefly.")
 
