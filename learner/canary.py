@@ -9,7 +9,9 @@ above `max_latency_ratio` x the active one's) retires the canary, which is the a
 rollback; otherwise it is promoted to active. With no active version the canary is
 promoted when its mean reward reaches `min_reward` and its error rate stays under
 `max_error_rate`. Approved (or approval-free) candidates a training job registered are
-put into canary at `canary_share`. Every change goes through the registry and is audited
+put into canary at `share`. The numbers are the adapter's tenant's `learning.canary`
+policy (`gateway.policy.model.Canary`) when it is trained for one tenant that sets it,
+else the learner's defaults. Every change goes through the registry and is audited
 under the actor `learner`; `flywheel ctl adapters rollback` reverts any of them.
 """
 
@@ -17,26 +19,17 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from gateway.adapters import registry
 from gateway.adapters.registry import AdapterRecord, RegistryError
+from gateway.policy.model import Canary
 from gateway.store import Store
 
 log = logging.getLogger("flywheel.learner")
-
-
-@dataclass(frozen=True)
-class CanarySettings:
-    canary_share: float = 0.05
-    min_requests: int = 50
-    reward_tolerance: float = 0.02
-    max_error_increase: float = 0.02
-    max_latency_ratio: float = 1.5
-    min_reward: float = 0.5
-    max_error_rate: float = 0.05
 
 
 @dataclass
@@ -64,10 +57,22 @@ class CanaryDecision:
 
 
 class CanaryMonitor:
-    def __init__(self, store: Store, settings: CanarySettings | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        defaults: Canary | None = None,
+        settings_for: Callable[[AdapterRecord], Canary | None] | None = None,
+    ) -> None:
+        """`settings_for` gives an adapter version's canary settings (its tenant's
+        policy), or None for `defaults`."""
         self.store = store
-        self.settings = settings or CanarySettings()
+        self.defaults = defaults or Canary()
+        self._settings_for = settings_for
         self.stats: dict[str, AdapterStats] = {}
+
+    def settings(self, record: AdapterRecord) -> Canary:
+        found = self._settings_for(record) if self._settings_for is not None else None
+        return found or self.defaults
 
     def observe(self, adapter: str, reward: float | None, status: int, latency_ms: float) -> None:
         stats = self.stats.setdefault(adapter, AdapterStats())
@@ -108,7 +113,7 @@ class CanaryMonitor:
         if not ready:
             return None
         newest = max(ready, key=lambda r: r.version)
-        share = self.settings.canary_share
+        share = self.settings(newest).share
         await registry.promote(self.store, newest.name, newest.version, share, actor="learner")
         self.stats.pop(newest.id, None)
         return CanaryDecision(newest.id, "canary", f"{share:.0%} of traffic")
@@ -116,7 +121,7 @@ class CanaryMonitor:
     async def _judge(
         self, canary: AdapterRecord, active: AdapterRecord | None
     ) -> CanaryDecision | None:
-        s = self.settings
+        s = self.settings(canary)
         mine = self.stats.get(canary.id, AdapterStats())
         if len(mine.rewards) < s.min_requests:
             return None

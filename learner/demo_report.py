@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway.adapters import registry
+from gateway.policy.model import Canary
 from gateway.store import open_store
-from learner.canary import CanaryDecision, CanaryMonitor, CanarySettings
+from learner.canary import CanaryDecision, CanaryMonitor
 from learner.gates import GateReport
 
 ADAPTER = "demo"
@@ -106,7 +107,7 @@ async def registry_and_canary(
         await registry.approve(store, ADAPTER, cand.version, actor=OPERATOR)
         lines.append(f"approved {cand.id} as operator {OPERATOR!r} (the demo plays the operator)")
         n = min(len(v) for v in live.values())
-        monitor = CanaryMonitor(store, CanarySettings(canary_share=0.5, min_requests=n))
+        monitor = CanaryMonitor(store, Canary(share=0.5, min_requests=n))
         decisions: list[CanaryDecision] = await monitor.decide()
         for version, judged in (("candidate", cand.id), ("base", base.id)):
             for rating, latency_ms in live[version]:

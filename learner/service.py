@@ -24,6 +24,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from gateway.adapters.registry import AdapterRecord
 from gateway.config import FlywheelConfig
 from gateway.events import Feedback, InteractionEvent
 from gateway.flags import FLAGS, KILL, Flags
@@ -31,10 +32,10 @@ from gateway.policy.bandit_book import NAMESPACE as BANDIT_PARAMS
 from gateway.policy.bandit_book import field_name
 from gateway.policy.bandit_scorer import BanditParams
 from gateway.policy.library import PolicyLibrary
-from gateway.policy.model import RewardPolicy
+from gateway.policy.model import Canary, RewardPolicy
 from gateway.store import AuditEntry, Store, StoreUnavailable, StreamEntry, open_store
 from gateway.store_sync import StoreSync
-from learner.canary import CanaryMonitor, CanarySettings
+from learner.canary import CanaryMonitor
 from learner.metrics import LearnerMetrics
 from learner.replay import Experience, ReplayBuffer
 from learner.rewards import reward
@@ -55,7 +56,7 @@ class LearnerOptions:
     consumer: str = "learner-1"
     batch: int = 500
     block_ms: int = 200
-    canary: CanarySettings = field(default_factory=CanarySettings)
+    canary: Canary = field(default_factory=Canary)  # unless a tenant's policy sets its own
     config_path: Path | None = None  # handed to the training runs the scheduler starts
 
 
@@ -75,9 +76,16 @@ class Learner:
         self._last_status = 0.0
         self._last_prune = 0.0
         self._last_canary = 0.0
-        self.canary = CanaryMonitor(store, options.canary)
+        self.canary = CanaryMonitor(store, options.canary, self._canary_policy)
         self.scheduler = Scheduler(options.state_dir, options.config_path)
         self._last_schedule = 0.0
+
+    def _canary_policy(self, record: AdapterRecord) -> Canary | None:
+        """The canary settings of the one tenant an adapter was trained for, if it sets any."""
+        if len(record.tenants) != 1 or record.tenants[0] == "*":
+            return None
+        policy = self.policies.get(record.tenants[0])
+        return policy.learning.canary if policy is not None else None
 
     async def start(self) -> None:
         await self.store.start()

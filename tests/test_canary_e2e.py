@@ -24,7 +24,9 @@ KEYS = {"C_KEYS": "sk-canary", "C_ADMIN": ADMIN}
 BASE = "local/smollm2-135m"
 POLICY = """tenant: canary
 virtual_models: [auto]
-learning: {reward: {horizon_s: 0.3, default: null, retry_window_s: 0}}
+learning:
+  reward: {horizon_s: 0.3, default: null, retry_window_s: 0}
+  canary: {share: 0.5, min_requests: 12}
 rules:
   - name: all
     route: {strategy: first, chain: [local/smollm2-135m]}
@@ -51,9 +53,8 @@ tenants:
 admin: {{api_key_env: C_ADMIN}}
 """)
     gateway = start_gateway(config, KEYS)
-    learner = start_learner(
-        config, work, KEYS, "--canary-share", "0.5", "--canary-min-requests", "12"
-    )
+    # The learner's own defaults (5%, 50 requests) give way to the tenant's policy.
+    learner = start_learner(config, work, KEYS)
     yield gateway
     learner.stop()
     gateway.stop()
@@ -87,13 +88,18 @@ def test_canary_is_promoted_when_better_and_rolled_back_when_worse(stack: Server
 
     def add(created_by: str) -> None:
         body = {"name": "style", "base_model": "smollm2-135m", "location": "/adapters/x",
-                "created_by": created_by}  # fmt: skip
+                "created_by": created_by, "tenants": ["canary"]}  # fmt: skip
         assert admin.post("/admin/adapters", json=body).status_code == 201
 
     add("alice")
     assert admin.post("/admin/adapters/style/promote", json={"version": 1}).status_code == 200
     time.sleep(1.2)  # every replica routes by the new registry within a second
     add("job:sft-1")  # a trained version: the learner starts its canary
+    deadline = time.monotonic() + 10
+    while status_of(admin, "style-v2") != "canary":
+        assert time.monotonic() < deadline, "v2 never became the canary"
+        time.sleep(0.1)
+    assert admin.get("/admin/adapters/style-v2").json()["canary_share"] == 0.5  # the policy's
     deadline = time.monotonic() + 60
     while status_of(admin, "style-v2") != "active":
         assert time.monotonic() < deadline, "v2 was never promoted"

@@ -23,7 +23,8 @@ def add_parser(commands: Any) -> None:
     run.add_argument("--consumer", default="learner-1", help="this consumer's name in the group")
     run.add_argument("--metrics-port", type=int, default=9301, help="Prometheus; 0: off")
     run.add_argument("--canary-share", type=float, default=0.05,
-                     help="traffic share of a new adapter's canary")  # fmt: skip
+                     help="a new adapter's canary traffic share (a tenant's "
+                          "learning.canary may set its own)")  # fmt: skip
     run.add_argument("--canary-min-requests", type=int, default=50,
                      help="rated requests of canary and active before judging")  # fmt: skip
     run.set_defaults(run=_run)
@@ -55,13 +56,13 @@ def _config(args: argparse.Namespace) -> FlywheelConfig | None:
 
 
 def _run(args: argparse.Namespace, rest: list[str]) -> int:
-    from learner.canary import CanarySettings
+    from gateway.policy.model import Canary
     from learner.service import LearnerOptions, run_learner
 
     config = _config(args)
     if config is None:
         return 2
-    canary = CanarySettings(canary_share=args.canary_share, min_requests=args.canary_min_requests)
+    canary = Canary(share=args.canary_share, min_requests=args.canary_min_requests)
     options = LearnerOptions(
         state_dir=args.state_dir, consumer=args.consumer, canary=canary, config_path=args.config
     )

@@ -204,6 +204,26 @@ class JobSchedule(Strict):
     needs_approval: bool = True  # False: the tenant waives the operator's approval
 
 
+class Canary(Strict):
+    """How a trained adapter of this tenant is canaried, and judged by live traffic.
+
+    It serves `share` of the tenant's requests for its adapter name. Once the canary and
+    the active version each have `min_requests` rated requests, it is rolled back if its
+    reward is lower by more than `reward_tolerance`, its error rate higher by more than
+    `max_error_increase`, or its p95 latency above `max_latency_ratio` x the active one's;
+    otherwise promoted. With no active version it needs mean reward >= `min_reward` and an
+    error rate under `max_error_rate`.
+    """
+
+    share: float = Field(0.05, gt=0, le=1)
+    min_requests: int = Field(50, ge=1)
+    reward_tolerance: float = Field(0.02, ge=0)
+    max_error_increase: float = Field(0.02, ge=0)
+    max_latency_ratio: float = Field(1.5, ge=1)
+    min_reward: float = Field(0.5, ge=0, le=1)
+    max_error_rate: float = Field(0.05, ge=0, le=1)
+
+
 class Learning(Strict):
     """The learner's settings for this tenant's `bandit` rules, and their safeguards."""
 
@@ -221,6 +241,9 @@ class Learning(Strict):
     min_ess: float = Field(30.0, ge=0)  # effective sample size the gate needs
     # Training runs (reward_model, sft, rl) the scheduler starts; none unless listed.
     jobs: dict[Literal["reward_model", "sft", "rl"], JobSchedule] = Field(default_factory=dict)
+    # The canary of this tenant's trained adapters; unset: the learner's own defaults
+    # (`flywheel learner run --canary-share/--canary-min-requests`).
+    canary: Canary | None = None
 
 
 class Policy(Strict):
