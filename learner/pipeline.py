@@ -1,8 +1,9 @@
 """One training run end to end: snapshot -> job -> gates -> registered candidate.
 
 `flywheel learner train {reward-model,sft,rl} --tenant T` (and the scheduler) run this:
-the decisions the replay buffer holds for the tenant, with their rewards, are collected
-from the store (redacted text only) into a dataset snapshot; the job trains on its train
+the tenant's logged interactions the replay buffer indexes (the newest 50k, whatever
+routed them) and its decisions, with their rewards, are collected from the store
+(redacted text only) into a dataset snapshot; the job trains on its train
 split; an adapter then goes through the gates on the held-out prompts against the base
 model, and one that passes is registered as a candidate waiting for an operator's
 approval (`created_by: job:<kind>-<snapshot>`, the gate report attached). A reward model
@@ -85,7 +86,8 @@ async def train(
 
 async def _snapshot(request: TrainRequest, store: Store, replay: ReplayBuffer) -> Snapshot:
     rewards = replay_rewards(replay, request.tenant)
-    interactions = await collect(store, list(rewards), rewards)
+    request_ids = list(dict.fromkeys([*replay.logged(request.tenant), *rewards]))
+    interactions = await collect(store, request_ids, rewards)
     snapshot = build_snapshot(interactions)
     write_snapshot(snapshot, request.out_root / "snapshots")
     return snapshot

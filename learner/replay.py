@@ -3,9 +3,11 @@
 One SQLite file (WAL). An event of a `bandit` decision is `pending` until its feedback
 horizon passes, then it becomes an `experience` (context features, arm, propensity,
 reward, policy version) that bandit updates, the off-policy gate and later training jobs
-read. Everything is keyed by id and written with INSERT OR IGNORE, so a stream entry
-delivered twice (at-least-once consumption, a restart before the ack) changes nothing;
-the store's entries are acked only after they are committed here.
+read. Every answered request whose content the tenant logs is also indexed (`logged`: id,
+tenant, time), whatever routed it: the training runs' snapshots draw on it, and the
+scheduler counts it as new data. Everything is keyed by id and written with INSERT OR
+IGNORE, so a stream entry delivered twice (at-least-once consumption, a restart before the
+ack) changes nothing; the store's entries are acked only after they are committed here.
 
 At scale the experiences are what a job exports to Parquet on object storage; the
 learner itself keeps only the recent window it needs.
@@ -41,7 +43,11 @@ CREATE TABLE IF NOT EXISTS experience (
     propensity REAL NOT NULL, policy_version TEXT, context TEXT NOT NULL, reward REAL NOT NULL,
     cost_usd REAL NOT NULL, latency_ms REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS experience_rule ON experience (tenant, rule, seq);
+CREATE TABLE IF NOT EXISTS logged (
+    request_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, ts REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS logged_tenant_ts ON logged (tenant, ts);
 """
+LOGGED_KEEP_S = 30 * 86400  # how long the index of trainable interactions reaches back
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,8 @@ class ReplayBuffer:
         self._db.close()
 
     def add(self, events: list[InteractionEvent], feedback: list[Feedback]) -> int:
-        """Record new bandit decisions and feedback in one transaction; how many were new."""
+        """Record new decisions (bandit, adapter), the logged index and feedback in one
+        transaction; how many decisions were new."""
         added = 0
         with self._transaction():
             for event in events:
@@ -86,6 +93,11 @@ class ReplayBuffer:
                         (event.tenant, event.user, event.context.prompt_hash, event.ts,
                          event.request_id),
                     )  # fmt: skip
+                if event.request is not None and event.status == 200:
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO logged VALUES (?, ?, ?)",
+                        (event.request_id, event.tenant, event.ts),
+                    )
                 rule = event.routing.rule or ""
                 bandit = event.routing.strategy == "bandit" and rule and event.routing.arm
                 if not bandit and not event.adapter:  # adapter traffic: canary judgement
@@ -207,16 +219,31 @@ class ReplayBuffer:
         rows = self._db.execute("SELECT tenant, COUNT(*) FROM experience GROUP BY tenant")
         return {tenant: int(n) for tenant, n in rows}
 
+    def logged(self, tenant: str, since: float | None = None, last: int = 50_000) -> list[str]:
+        """Request ids of the tenant's logged interactions, oldest first: the `last` N, from
+        `since` (a timestamp) on when given."""
+        rows = self._db.execute(
+            "SELECT request_id FROM logged WHERE tenant = ? AND ts >= ? ORDER BY ts DESC LIMIT ?",
+            (tenant, since if since is not None else float("-inf"), int(last)),
+        ).fetchall()
+        return [r[0] for r in reversed(rows)]
+
+    def logged_by_tenant(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT tenant, COUNT(*) FROM logged GROUP BY tenant")
+        return {tenant: int(n) for tenant, n in rows}
+
     def counts(self) -> dict[str, int]:
         return {
             table: int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
-            for table in ("pending", "feedback", "experience")
+            for table in ("pending", "feedback", "experience", "logged")
         }
 
     def prune(self, before_ts: float) -> None:
         """Forget prompts seen and feedback received before `before_ts` that no pending
-        decision needs (feedback on requests the learner does not learn from, or late)."""
+        decision needs (feedback on requests the learner does not learn from, or late),
+        and logged interactions older than `LOGGED_KEEP_S`."""
         self._db.execute("DELETE FROM seen WHERE ts < ?", (before_ts,))
+        self._db.execute("DELETE FROM logged WHERE ts < ?", (time.time() - LOGGED_KEEP_S,))
         self._db.execute(
             "DELETE FROM feedback WHERE received < ? AND request_id NOT IN "
             "(SELECT request_id FROM pending)",

@@ -1,7 +1,8 @@
 """Starts training runs when enough new data has arrived, never two of one kind at once.
 
 Each tenant policy lists the kinds it wants (`learning.jobs`: reward_model, sft, rl) with
-how many new experiences must arrive since that kind's last run and how long to wait
+how many new logged interactions (answered requests whose content the tenant logs, from
+the replay buffer's index) must arrive since that kind's last run and how long to wait
 between runs. A due run is started as its own process (`flywheel learner train ...`), so
 the learner's loop never waits on training; its kill switch (`job:<kind>`, the tenant's,
 global) keeps new runs from starting, and the running job polls it itself. An rl run
@@ -27,7 +28,7 @@ Spawn = Callable[[list[str]], "subprocess.Popen[bytes]"]
 
 @dataclass
 class _Last:
-    experiences: int = 0
+    arrived: int = 0
     at: float = 0.0
 
 
@@ -43,11 +44,12 @@ class Scheduler:
     def tick(
         self,
         policies: Mapping[str, Policy],
-        experiences: Mapping[str, int],
+        arrived: Mapping[str, int],
         killed: Callable[[str, str], bool],
         now: float | None = None,
     ) -> list[tuple[str, str]]:
-        """Start what is due; the (tenant, kind) pairs started."""
+        """Start what is due (`arrived`: logged interactions per tenant so far); the
+        (tenant, kind) pairs started."""
         now = time.time() if now is None else now
         for kind, job in list(self.running.items()):
             if job.poll() is not None:
@@ -57,7 +59,7 @@ class Scheduler:
         for tenant, policy in sorted(policies.items()):
             for kind, schedule in policy.learning.jobs.items():
                 last = self.last.setdefault((tenant, kind), _Last())
-                new = experiences.get(tenant, 0) - last.experiences
+                new = arrived.get(tenant, 0) - last.arrived
                 if (
                     kind in self.running
                     or new < schedule.min_new
@@ -68,9 +70,9 @@ class Scheduler:
                     continue
                 command = self._command(tenant, kind, schedule.steps, schedule.needs_approval)
                 self.running[kind] = self.spawn(command)
-                last.experiences, last.at = experiences.get(tenant, 0), now
+                last.arrived, last.at = arrived.get(tenant, 0), now
                 begun.append((tenant, kind))
-                log.info("training run %s for %s started (%d new experiences)", kind, tenant, new)
+                log.info("training run %s for %s started (%d new interactions)", kind, tenant, new)
         self.started += begun
         return begun
 

@@ -10,6 +10,7 @@ import pytest
 from gateway.adapters import find
 from gateway.events import Feedback, InteractionEvent
 from gateway.store import open_store
+from learner.datasets import load_snapshot
 from learner.pipeline import TrainRequest, train
 from learner.replay import Experience, ReplayBuffer
 from tests.support.tiny_model import build_tiny_model
@@ -24,7 +25,8 @@ def interaction(i: int, topic: str, good: bool, ts: float) -> tuple[InteractionE
     event = InteractionEvent.model_validate({
         "request_id": f"r{i}", "tenant": "t", "ts": ts, "endpoint": "chat/completions",
         "model": "auto", "status": 200, "user": f"u{i}",
-        "routing": {"strategy": "bandit", "rule": "r", "arm": "a", "propensity": 0.5},
+        "routing": ({"strategy": "bandit", "rule": "r", "arm": "a", "propensity": 0.5}
+                if i % 2 == 0 else {"strategy": "first", "rule": "default"}),
         "request": {"model": "auto",
                     "messages": [{"role": "user", "content": f"Tell me about {topic}."}]},
         "response": {"choices": [{"index": 0, "message": {"role": "assistant",
@@ -44,8 +46,15 @@ async def test_reward_model_and_sft_runs_register_a_candidate(tmp_path: Path) ->
     records = [interaction(2 * k + g, topic, bool(g), now + 2 * k + g)
                for k, topic in enumerate(TOPICS) for g in (0, 1)]  # fmt: skip
     await store.put_events([e for e, _ in records])
-    for event, feedback in records:
+    for _, feedback in records:
         await store.put_feedback(feedback)
+    # The thumbs-down answers were a bandit's decisions, with rewards; the thumbs-up ones a
+    # static route's, which the replay buffer only indexes: pairs need both.
+    failed = records[0][0].model_copy(update={"request_id": "failed", "status": 502})
+    unlogged = records[0][0].model_copy(update={"request_id": "unlogged", "request": None})
+    replay.add([e for e, _ in records] + [failed, unlogged], [])
+    assert replay.logged_by_tenant() == {"t": len(records)}  # what a snapshot could use
+    for event, feedback in records[::2]:
         value = 1.0 if feedback.value > 0 else 0.0
         experience = Experience(event.request_id, "t", "r", event.ts, "a", 0.5, None, {}, value)
         replay.finish([(event.request_id, experience)])
@@ -56,6 +65,10 @@ async def test_reward_model_and_sft_runs_register_a_candidate(tmp_path: Path) ->
     if rm.status == "no_data":
         pytest.fail(f"no preference pairs from the logged interactions: {rm}")
     assert rm.status == "trained" and rm.detail["pairs"] > 0
+    snapshot = load_snapshot(out / "snapshots" / rm.snapshot)
+    used = {i for p in snapshot.pairs for i in p.request_ids}
+    assert used & {e.request_id for e, _ in records[::2]}  # decisions
+    assert used & {e.request_id for e, _ in records[1::2]}  # static traffic, indexed only
     assert (out / "reward_models" / rm.snapshot / "reward_model.json").exists()
     sft = await train(TrainRequest("sft", "t", base, out_root=out, steps=2), store, replay,
                       lambda: False)  # fmt: skip

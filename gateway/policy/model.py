@@ -198,7 +198,7 @@ class RewardPolicy(Strict):
 class JobSchedule(Strict):
     """When the learner starts a training run of one kind for this tenant."""
 
-    min_new: int = Field(500, ge=1)  # new experiences since the last run of this kind
+    min_new: int = Field(500, ge=1)  # new logged interactions since this kind's last run
     every_s: float = Field(3600.0, ge=0)  # and at least this long after it
     steps: int = Field(20, ge=1)
     needs_approval: bool = True  # False: the tenant waives the operator's approval
