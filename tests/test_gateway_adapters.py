@@ -16,7 +16,7 @@ import openai
 import pytest
 
 from tests.conftest import make_client
-from tests.support.processes import MockControl, Server, start_gateway
+from tests.support.processes import MockControl, Server, start_gateway, wait_event
 
 T = TypeVar("T")
 ADMIN = "sk-adapters-admin"
@@ -187,11 +187,7 @@ def test_a_policy_rule_can_target_an_adapter(gateway: Server) -> None:
     within(1.5, lambda: route_of(gateway, "auto", "sk-adapters-routed"), f"{BASE}:routing-v1")
     raw = routed.chat.completions.with_raw_response.create(model="auto", messages=USER)
     request_id = raw.headers["x-flywheel-request-id"]
-    deadline = time.monotonic() + 5
-    while (response := admin(gateway, "GET", f"/admin/events/{request_id}")).status_code != 200:
-        assert time.monotonic() < deadline, "the event never landed"
-        time.sleep(0.05)
-    event = response.json()["event"]
+    event = wait_event(gateway, ADMIN, request_id)
     assert (event["route"], event["adapter"]) == (f"{BASE}:routing-v1", "routing-v1")
     assert event["upstream_model"] == "smollm2-135m:routing-v1"
 

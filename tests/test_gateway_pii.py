@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from tests.conftest import make_client
-from tests.support.processes import MockControl, Server, start_gateway
+from tests.support.processes import MockControl, Server, start_gateway, wait_event
 
 ENV = {
     "X_MAIN": "sk-pii-main",
@@ -204,15 +204,8 @@ def test_the_store_never_holds_a_raw_value(gw: Server) -> None:
         },
     )
     assert feedback.status_code == 201
-    deadline = time.monotonic() + 5
-    event: dict[str, Any] | None = None
-    while time.monotonic() < deadline and event is None:
-        found = httpx.get(
-            f"{gw.url}/admin/events/{request_id}", headers={"authorization": "Bearer sk-pii-admin"}
-        ).json()
-        event = found.get("event")
-        time.sleep(0.05)
-    assert event is not None and "[EMAIL]" in json.dumps(event["request"])
+    event = _event(gw, request_id)
+    assert "[EMAIL]" in json.dumps(event["request"])
     time.sleep(0.3)
     db: Path = gw.db  # type: ignore[attr-defined]
     stored = b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*"))
@@ -221,16 +214,8 @@ def test_the_store_never_holds_a_raw_value(gw: Server) -> None:
 
 
 def _event(gw: Server, request_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        found = httpx.get(
-            f"{gw.url}/admin/events/{request_id}", headers={"authorization": "Bearer sk-pii-admin"}
-        )
-        if found.status_code == 200 and found.json().get("event"):
-            event: dict[str, Any] = found.json()["event"]
-            return event
-        time.sleep(0.05)
-    raise AssertionError("no event")
+    event: dict[str, Any] = wait_event(gw, "sk-pii-admin", request_id)
+    return event
 
 
 def test_injection_is_flagged_in_the_event_by_default(gw: Server) -> None:

@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from tests.conftest import make_client
-from tests.support.processes import MockControl, Server, start_gateway
+from tests.support.processes import MockControl, Server, start_gateway, wait_event
 
 ADMIN = "sk-pol-admin"
 KEY = "sk-pol-main"
@@ -217,7 +217,7 @@ def test_judged_ensemble_accounts_every_call(gw: Server, mock: MockControl) -> N
     assert raw.headers["x-flywheel-route"] in ("large", "large-b")
     assert len(mock.requests("p-large")) == 1 and len(mock.requests("p-large-b")) == 1
     assert len(mock.requests("p-judge")) == 1
-    event = wait_event(gw, raw.headers["x-flywheel-request-id"])
+    event = wait_event(gw, ADMIN, raw.headers["x-flywheel-request-id"])
     assert event["routing"]["pick"].startswith("judge judge picked large")
     # What each call cost, from what the mock received: its usage is ceil(chars / 4) prompt
     # tokens and `output_tokens` completion tokens (8; the judge's set to 1 above).
@@ -238,18 +238,8 @@ def test_reward_ensemble_serves_the_first_answer_when_the_scorer_fails(
     raw = chat(gw, "scored")
     assert raw.headers["x-flywheel-route"] == "large"
     assert len(mock.requests("p-large")) == 1 and len(mock.requests("p-large-b")) == 1
-    event = wait_event(gw, raw.headers["x-flywheel-request-id"])
+    event = wait_event(gw, ADMIN, raw.headers["x-flywheel-request-id"])
     assert event["routing"]["pick"].startswith("scorer judge failed")
-
-
-def wait_event(gw: Server, request_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        event = admin(gw, "GET", f"/admin/events/{request_id}").json().get("event")
-        if event is not None:
-            return dict(event)
-        time.sleep(0.05)
-    raise AssertionError(f"no event for {request_id}")
 
 
 def test_bandit_rule_serves_its_static_chain_until_parameters_exist(gw: Server) -> None:

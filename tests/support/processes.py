@@ -135,3 +135,15 @@ def start_learner(config: Path, work: Path, env: Mapping[str, str], *flags: str)
     args = ["-m", "gateway", "learner", "run", "--config", str(config), "--state-dir",
             str(work / "state"), "--metrics-port", str(port), *flags]  # fmt: skip
     return start_server(args, port, work / "learner.log", "/metrics", env=env)
+
+
+def wait_event(server: Server, admin_key: str, request_id: str, timeout_s: float = 5.0) -> Any:
+    """The request's event from the gateway's admin API, once the event log flushed it."""
+    deadline = time.monotonic() + timeout_s
+    headers = {"authorization": f"Bearer {admin_key}"}
+    while time.monotonic() < deadline:
+        found = httpx.get(f"{server.url}/admin/events/{request_id}", headers=headers, timeout=10)
+        if found.status_code == 200 and found.json().get("event"):
+            return found.json()["event"]
+        time.sleep(0.05)
+    raise AssertionError(f"no event for {request_id} after {timeout_s}s")
