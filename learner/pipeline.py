@@ -1,6 +1,7 @@
 """One training run end to end: snapshot -> job -> gates -> registered candidate.
 
-`flywheel learner train {reward-model,sft,rl} --tenant T` (and the scheduler) run this:
+`flywheel learner train {reward-model,sft,rl} --tenant T [--intent I]` (and the scheduler)
+run this, for a tenant or one of its tasks:
 the tenant's logged interactions the replay buffer indexes (the newest 50k, whatever
 routed them) and its decisions, with their rewards, are collected from the store
 (redacted text only) into a dataset snapshot; the job trains on its train
@@ -14,6 +15,7 @@ is saved under `<out>/reward_models/<snapshot>/` for RL jobs and the worker's
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,6 +47,14 @@ class TrainRequest:
     steps: int = 20
     reward_model_dir: Path | None = None  # rl: the reward model to optimise
     needs_approval: bool = True
+    intent: str | None = None  # train on one task's traffic only (the classifier's intent)
+
+    @property
+    def adapter_name(self) -> str:
+        """`<tenant>-<kind>`, or `<tenant>-<intent>-<kind>` for one task's adapter."""
+        parts = [self.tenant, *([self.intent] if self.intent else []), self.kind]
+        name = re.sub(r"[^a-z0-9._-]+", "-", "-".join(parts).lower()).strip("-._")
+        return name[:100] or "adapter"
 
 
 @dataclass
@@ -74,7 +84,7 @@ async def train(
             log.info("gates refused %s: %s", result.adapter_dir, report.summary())
             return TrainOutcome(request.kind, snapshot.id, "gates_failed", detail)
     record = await registry.register(
-        store, name=f"{request.tenant}-{request.kind}", base_model=request.base_name,
+        store, name=request.adapter_name, base_model=request.base_name,
         location=str(result.adapter_dir), actor="learner",
         created_by=f"job:{request.kind}-{snapshot.id}", tenants=[request.tenant],
         needs_approval=request.needs_approval, gate_report=detail.get("gates"),
@@ -88,6 +98,8 @@ async def _snapshot(request: TrainRequest, store: Store, replay: ReplayBuffer) -
     rewards = replay_rewards(replay, request.tenant)
     request_ids = list(dict.fromkeys([*replay.logged(request.tenant), *rewards]))
     interactions = await collect(store, request_ids, rewards)
+    if request.intent is not None:
+        interactions = [i for i in interactions if i.intent == request.intent]
     snapshot = build_snapshot(interactions)
     write_snapshot(snapshot, request.out_root / "snapshots")
     return snapshot

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.policy.model import Policy
+from gateway.policy.model import JobSchedule, Policy
 
 log = logging.getLogger("flywheel.learner")
 KINDS = ("reward_model", "sft", "rl")
@@ -68,7 +68,7 @@ class Scheduler:
                     or (kind == "rl" and self.reward_model() is None)
                 ):
                     continue
-                command = self._command(tenant, kind, schedule.steps, schedule.needs_approval)
+                command = self._command(tenant, kind, schedule)
                 self.running[kind] = self.spawn(command)
                 last.arrived, last.at = arrived.get(tenant, 0), now
                 begun.append((tenant, kind))
@@ -82,14 +82,17 @@ class Scheduler:
         found = [p for p in root.glob("*/reward_model.json")] if root.is_dir() else []
         return max(found, key=lambda p: p.stat().st_mtime).parent if found else None
 
-    def _command(self, tenant: str, kind: str, steps: int, approval: bool) -> list[str]:
+    def _command(self, tenant: str, kind: str, schedule: JobSchedule) -> list[str]:
         args = [sys.executable, "-m", "gateway", "learner", "train", kind.replace("_", "-")]
-        args += ["--tenant", tenant, "--state-dir", str(self.state_dir), "--steps", str(steps)]
+        args += ["--tenant", tenant, "--state-dir", str(self.state_dir)]
+        args += ["--steps", str(schedule.steps)]
+        if schedule.intent is not None:
+            args += ["--intent", schedule.intent]
         if self.config_path is not None:
             args += ["--config", str(self.config_path)]
         model = self.reward_model()
         if model is not None:
             args += ["--reward-model", str(model)]
-        if not approval:
+        if not schedule.needs_approval:
             args.append("--no-approval")
         return args

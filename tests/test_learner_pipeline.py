@@ -25,6 +25,7 @@ def interaction(i: int, topic: str, good: bool, ts: float) -> tuple[InteractionE
     event = InteractionEvent.model_validate({
         "request_id": f"r{i}", "tenant": "t", "ts": ts, "endpoint": "chat/completions",
         "model": "auto", "status": 200, "user": f"u{i}",
+        "context": {"intent": "billing" if i < 8 else "chat"},
         "routing": ({"strategy": "bandit", "rule": "r", "arm": "a", "propensity": 0.5}
                 if i % 2 == 0 else {"strategy": "first", "rule": "default"}),
         "request": {"model": "auto",
@@ -70,11 +71,24 @@ async def test_reward_model_and_sft_runs_register_a_candidate(tmp_path: Path) ->
     assert used & {e.request_id for e, _ in records[::2]}  # decisions
     assert used & {e.request_id for e, _ in records[1::2]}  # static traffic, indexed only
     assert (out / "reward_models" / rm.snapshot / "reward_model.json").exists()
+    billing = await train(TrainRequest("reward_model", "t", base, out_root=out, intent="billing"),
+                          store, replay, lambda: False)  # fmt: skip
+    billed = load_snapshot(out / "snapshots" / billing.snapshot)
+    assert billed.pairs and {i for p in billed.pairs for i in p.request_ids} <= {
+        f"r{i}" for i in range(8)
+    }
     sft = await train(TrainRequest("sft", "t", base, out_root=out, steps=2), store, replay,
                       lambda: False)  # fmt: skip
     assert sft.status == "registered", sft
+    assert sft.detail["registered"] == "t-sft-v1"
     record = await find(store, sft.detail["registered"])
     assert record is not None and record.needs_approval and record.status == "candidate"
     assert record.created_by == f"job:sft-{sft.snapshot}" and record.tenants == ["t"]
     assert (Path(record.location) / "adapter_config.json").is_file()
     await store.close()
+
+
+def test_a_task_adapter_trains_on_its_intent_only() -> None:
+    request = TrainRequest("sft", "Acme Corp", Path("base"), intent="billing/refunds")
+    assert request.adapter_name == "acme-corp-billing-refunds-sft"
+    assert TrainRequest("rl", "t", Path("base")).adapter_name == "t-rl"

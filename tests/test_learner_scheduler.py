@@ -13,7 +13,7 @@ virtual_models: [auto]
 learning:
   jobs:
     reward_model: {{min_new: 100, every_s: 60}}
-    rl: {{min_new: 100, every_s: 60, needs_approval: false}}
+    rl: {{min_new: 100, every_s: 60, needs_approval: false, intent: billing}}
 rules:
   - name: r
     route: {{strategy: first, chain: [m]}}
@@ -53,6 +53,8 @@ def test_runs_start_when_due_one_per_kind_and_not_when_killed(tmp_path: Path) ->
     started = scheduler.tick(policies, {"a": 300, "b": 300}, alive, now=1020)
     assert started == [("a", "rl"), ("b", "reward_model")]
     assert str(saved) in jobs[1].args and "--no-approval" in jobs[1].args
+    assert jobs[1].args[jobs[1].args.index("--intent") + 1] == "billing"  # one task's adapter
+    assert "--intent" not in jobs[0].args
     killed = lambda tenant, kind: True  # noqa: E731
     for job in jobs:
         job.returncode = 0

@@ -31,6 +31,8 @@ def add_parser(commands: Any) -> None:
     train = sub.add_parser("train", help="one training run: snapshot -> job -> gates -> registry")
     train.add_argument("kind", choices=["reward-model", "sft", "rl"])
     train.add_argument("--tenant", required=True)
+    train.add_argument("--intent", help="train on this task's traffic only (adapter "
+                       "<tenant>-<intent>-<kind>)")  # fmt: skip
     train.add_argument("--config", type=Path, help="flywheel.yaml (default: embedded defaults)")
     train.add_argument("--state-dir", type=Path, default=Path(".flywheel/learner"))
     train.add_argument("--base", default="smollm2-135m", help="the local base model")
@@ -90,7 +92,7 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
     request = TrainRequest(
         kind=kind, tenant=args.tenant, base_dir=resolve(args.base).path, base_name=args.base,
         out_root=args.state_dir, steps=args.steps, reward_model_dir=args.reward_model,
-        needs_approval=not args.no_approval,
+        needs_approval=not args.no_approval, intent=args.intent,
     )  # fmt: skip
 
     async def main() -> dict[str, object]:

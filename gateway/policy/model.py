@@ -202,6 +202,7 @@ class JobSchedule(Strict):
     every_s: float = Field(3600.0, ge=0)  # and at least this long after it
     steps: int = Field(20, ge=1)
     needs_approval: bool = True  # False: the tenant waives the operator's approval
+    intent: str | None = None  # train on this task's traffic only (one adapter per task)
 
 
 class Canary(Strict):
