@@ -17,6 +17,7 @@ import openai
 import pytest
 
 from tests.conftest import make_client
+from tests.support.gateway_config import one_tenant_config
 from tests.support.processes import Server, start_gateway, start_learner
 
 ADMIN = "sk-canary-admin"
@@ -37,21 +38,15 @@ QUALITY = {"style-v1": 0.5, "style-v2": 0.9, "style-v3": 0.1}
 @pytest.fixture(scope="module")
 def stack(mock_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     work = tmp_path_factory.mktemp("canary")
-    (work / "policies").mkdir()
-    (work / "policies" / "canary.yaml").write_text(POLICY)
-    config = work / "flywheel.yaml"
-    config.write_text(f"""
-store: "sqlite:///{work / "flywheel.db"}"
-events: {{flush_interval_ms: 20}}
-policies_dir: "{work / "policies"}"
-providers:
-  local: {{kind: openai, base_url: "{mock_server.url}/v1", location: local}}
-models:
-  {BASE}: {{provider: local, model: smollm2-135m}}
-tenants:
-  canary: {{api_keys_env: C_KEYS}}
-admin: {{api_key_env: C_ADMIN}}
-""")
+    config = one_tenant_config(
+        work,
+        "canary",
+        POLICY,
+        providers={"local": f'{{kind: openai, base_url: "{mock_server.url}/v1", location: local}}'},
+        models={BASE: "{provider: local, model: smollm2-135m}"},
+        keys_env="C_KEYS",
+        admin_env="C_ADMIN",
+    )
     gateway = start_gateway(config, KEYS)
     # The learner's own defaults (5%, 50 requests) give way to the tenant's policy.
     learner = start_learner(config, work, KEYS)

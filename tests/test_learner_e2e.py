@@ -18,6 +18,7 @@ import openai
 import pytest
 
 from tests.conftest import make_client
+from tests.support.gateway_config import one_tenant_config
 from tests.support.processes import Server, start_gateway, start_learner
 
 ADMIN = "sk-learn-admin"
@@ -43,22 +44,18 @@ rules:
 @pytest.fixture(scope="module")
 def loop(mock_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     work = tmp_path_factory.mktemp("learner")
-    (work / "policies").mkdir()
-    (work / "policies" / "learn.yaml").write_text(POLICY)
-    config = work / "flywheel.yaml"
-    config.write_text(f"""
-store: "sqlite:///{work / "flywheel.db"}"
-events: {{flush_interval_ms: 20}}
-policies_dir: "{work / "policies"}"
-providers:
-  up: {{kind: openai, base_url: "{mock_server.url}/v1"}}
-models:
-  weak: {{provider: up, model: mock-weak}}
-  strong: {{provider: up, model: mock-strong}}
-tenants:
-  learn: {{api_keys_env: LEARN_KEYS}}
-admin: {{api_key_env: LEARN_ADMIN}}
-""")
+    config = one_tenant_config(
+        work,
+        "learn",
+        POLICY,
+        providers={"up": f'{{kind: openai, base_url: "{mock_server.url}/v1"}}'},
+        models={
+            "weak": "{provider: up, model: mock-weak}",
+            "strong": "{provider: up, model: mock-strong}",
+        },
+        keys_env="LEARN_KEYS",
+        admin_env="LEARN_ADMIN",
+    )
     gateway = start_gateway(config, KEYS)
     learner = start_learner(config, work, KEYS)
     yield gateway

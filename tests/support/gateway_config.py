@@ -3,6 +3,9 @@ chain) per behaviour under test, so tests do not share breakers or forced failur
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
 MAIN_KEY = "sk-test-main"
 OTHER_KEY = "sk-test-other"
 TIGHT_KEY = "sk-test-tight"
@@ -81,3 +84,33 @@ tenants:
   budget: {{api_keys_env: T_BUDGET_KEYS, limits: {{usd_per_day: 0.01}}}}
 admin: {{api_key_env: T_ADMIN_KEY}}
 """
+
+
+def one_tenant_config(
+    work: Path,
+    tenant: str,
+    policy: str,
+    providers: Mapping[str, str],
+    models: Mapping[str, str],
+    keys_env: str,
+    admin_env: str,
+) -> Path:
+    """A gateway config under `work` for one tenant and its policy: a SQLite store, events
+    flushed every 20 ms, and the `providers` and `models` given as name -> YAML flow mapping.
+    Returns the config's path."""
+    (work / "policies").mkdir(exist_ok=True)
+    (work / "policies" / f"{tenant}.yaml").write_text(policy)
+    config = work / "flywheel.yaml"
+    config.write_text(
+        f'store: "sqlite:///{work / "flywheel.db"}"\n'
+        "events: {flush_interval_ms: 20}\n"
+        f'policies_dir: "{work / "policies"}"\n'
+        f"providers:\n{_entries(providers)}models:\n{_entries(models)}"
+        f"tenants:\n  {tenant}: {{api_keys_env: {keys_env}}}\n"
+        f"admin: {{api_key_env: {admin_env}}}\n"
+    )
+    return config
+
+
+def _entries(entries: Mapping[str, str]) -> str:
+    return "".join(f"  {name}: {value}\n" for name, value in entries.items())
