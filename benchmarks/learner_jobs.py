@@ -3,10 +3,12 @@
 Each job runs in its own subprocess (fp32, one torch thread), so its peak RSS is its own
 (`os.wait4`'s ru_maxrss). Jobs: the reward model's fast tier (MiniLM + logistic head, fit +
 eval) and transformer tier (LoRA RewardTrainer, a short run), both scored by held-out
-pairwise accuracy and ECE on a synthetic preference (a one-line summary then a short
-answer, over a long ramble without one); SFT, GRPO and KTO LoRA runs on the same data. The
-GRPO adapter is scored on held-out prompts: mean reward (fast reward model + brevity +
-one-line summary) of greedy base vs adapter completions, and KL to the base.
+pairwise accuracy and ECE on the demo users' preference as scripted pairs
+(`learner.demo_data.summary_pairs`: a one-line summary then a short answer, over a long
+ramble without one); SFT, GRPO and KTO LoRA runs on the same data. GRPO runs with the
+demo's settings (steps, lr, beta, rollouts); its adapter is scored on held-out prompts:
+mean reward (fast reward model + brevity + one-line summary) of greedy base vs adapter
+completions, and KL to the base.
 
     python -m benchmarks.learner_jobs [--quick] [--jobs rm_fast,sft,...] [--json]
 """
@@ -16,69 +18,44 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-MODEL = Path(".flywheel/models/smollm2-135m")
-JOBS = ("rm_fast", "rm_transformer", "sft", "grpo", "kto")
-#                  rm_transformer steps, sft steps, grpo steps, kto steps (full, quick)
-STEPS = {"rm_transformer": (10, 3), "sft": (20, 5), "grpo": (6, 3), "kto": (8, 3)}
-TOPICS = [
-    "a password reset", "a late refund", "a broken login page", "an invoice error",
-    "a shipping delay", "a duplicate charge", "an expired card", "a missing order",
-    "an API rate limit", "a slow dashboard", "a failed deploy", "a lost API key",
-    "a plan upgrade", "a data export", "a webhook timeout", "a locked account",
-    "a tax receipt", "a cancelled subscription", "an SSO setup", "a mobile app crash",
-    "a CSV import", "a team invite", "a storage quota", "a currency change",
-]  # fmt: skip
-ASKS = ["How do I handle {t}?", "What should I do about {t}?", "Can you help me with {t}?",
-        "Explain what to do after {t}.", "A customer reports {t}. Next steps?"]  # fmt: skip
-STEPS_TEXT = ["check the account settings", "open a ticket with the order number",
-              "retry after five minutes", "contact billing", "clear the cache and sign in again",
-              "ask an admin to confirm", "verify the email on file"]  # fmt: skip
-FILLER = ["Well, there are a lot of things to think about here, honestly.",
-          "It kind of depends on many factors that vary from case to case.",
-          "People often run into this and there is no single answer for everyone.",
-          "Let me go through some background first, because context matters a lot.",
-          "Some teams do it one way and others another, and both can be fine.",
-          "In my experience it is worth considering the history of the issue too."]  # fmt: skip
+from learner.demo import settings
 
-
-def preference_data(seed: int = 0) -> dict[str, list[dict[str, str]]]:
-    """Deterministic (prompt, chosen, rejected) rows; held-out rows use unseen topics."""
-    rng = random.Random(seed)
-    split = {"train": [], "heldout": []}  # type: dict[str, list[dict[str, str]]]
-    for index, topic in enumerate(TOPICS):
-        for ask in ASKS:
-            a, b = rng.sample(STEPS_TEXT, 2)
-            chosen = f"Short answer: {a}.\nFirst {a}; if that fails, {b}."
-            ramble = [*rng.sample(FILLER, 4), f"You could {a}, or maybe {b}.", *FILLER[:2]]
-            rejected = " ".join(ramble) + f" Anyway, regarding {topic}, " + " ".join(ramble[:3])
-            row = {"prompt": ask.format(t=topic), "chosen": chosen, "rejected": rejected}
-            split["heldout" if index % 4 == 3 else "train"].append(row)
-    return split
-
-
-def _pairs(rows: list[dict[str, str]]) -> list[Any]:
+if TYPE_CHECKING:
     from learner.reward_model import PreferencePair
 
-    return [PreferencePair(r["prompt"], r["chosen"], r["rejected"]) for r in rows]
+MODEL = Path(".flywheel/models/smollm2-135m")
+JOBS = ("rm_fast", "rm_transformer", "sft", "grpo", "kto")
+RL = settings(quick=False, steps=None, seed=0)  # the demo's GRPO: lr, beta, rollouts, steps
+#                  rm_transformer steps, sft steps, grpo steps, kto steps (full, quick)
+STEPS = {"rm_transformer": (10, 3), "sft": (20, 5), "grpo": (RL.steps, 3), "kto": (8, 3)}
 
 
-def _rewards(work: Path, train: list[dict[str, str]]) -> list[Any]:
+def preference_data(seed: int = 0) -> dict[str, list[PreferencePair]]:
+    """Every support topic x phrasing once; every 4th topic's pairs are held out."""
+    from learner.demo_data import ASKS, TOPICS, summary_pairs
+
+    heldout = TOPICS[3::4]
+    train = [t for t in TOPICS if t not in heldout]
+    return {
+        "train": summary_pairs(len(train) * len(ASKS), seed, train),
+        "heldout": summary_pairs(len(heldout) * len(ASKS), seed + 1, heldout),
+    }
+
+
+def _rewards(work: Path, train: list[PreferencePair]) -> list[Any]:
     from learner.jobs.rewards import Reward, brevity, one_line_summary
     from learner.reward_model import EmbeddingRewardModel, load_reward_model
 
     saved = work / "rm_fast"
-    model = (
-        load_reward_model(saved) if saved.is_dir() else EmbeddingRewardModel().fit(_pairs(train))
-    )
+    model = load_reward_model(saved) if saved.is_dir() else EmbeddingRewardModel().fit(train)
     return [Reward.model(model), brevity(200), one_line_summary(120)]
 
 
@@ -107,9 +84,9 @@ def run_child(job: str, work: Path, quick: bool) -> dict[str, Any]:
             if job == "rm_fast"
             else TransformerRewardModel(MODEL, config=TransformerRewardConfig(max_steps=steps))
         )
-        model.fit(_pairs(train))
+        model.fit(train)
         fit_s = time.perf_counter() - started
-        scores = evaluate(model, _pairs(heldout))
+        scores = evaluate(model, heldout)
         if job == "rm_fast":
             model.save(work / "rm_fast")
         return {"steps": steps or None, "train_s": fit_s, "accuracy": scores["pairwise_accuracy"],
@@ -124,25 +101,27 @@ def run_child(job: str, work: Path, quick: bool) -> dict[str, Any]:
         from learner.jobs.sft import SFTJob, SFTJobConfig
 
         config = SFTJobConfig(**common)
-        examples = [{"prompt": r["prompt"], "completion": r["chosen"]} for r in train]
+        examples = [{"prompt": p.prompt, "completion": p.chosen} for p in train]
         result = SFTJob(config).run(examples, lambda: False)
     elif job == "kto":
         from learner.jobs.kto import KTOJob, KTOJobConfig
 
         config = KTOJobConfig(**common)
-        rows = [{"prompt": r["prompt"], "completion": r[k], "label": k == "chosen"}
-                for r in train for k in ("chosen", "rejected")]  # fmt: skip
+        rows = [{"prompt": p.prompt, "completion": text, "label": label} for p in train
+                for text, label in ((p.chosen, True), (p.rejected, False))]  # fmt: skip
         result = KTOJob(config).run(rows, lambda: False)
     else:
         from learner.jobs.rl import GRPOJob, RLJobConfig
 
         rewards = _rewards(work, train)
-        config = RLJobConfig(**common, num_generations=4, max_completion_length=32)
-        result = GRPOJob(config, rewards).run([r["prompt"] for r in train], lambda: False)
+        config = RLJobConfig(**common, learning_rate=RL.learning_rate, beta=RL.beta,
+                             batch_size=RL.rl_batch, num_generations=RL.rl_generations,
+                             max_completion_length=RL.rl_tokens)  # fmt: skip
+        result = GRPOJob(config, rewards).run([p.prompt for p in train], lambda: False)
     out: dict[str, Any] = {"steps": result.global_step, "train_s": result.wall_s,
                            "status": result.status, "error": result.error}  # fmt: skip
     if job == "grpo" and result.adapter_dir is not None:
-        out.update(rl_eval(result.adapter_dir, rewards, [r["prompt"] for r in heldout[::3]]))
+        out.update(rl_eval(result.adapter_dir, rewards, [p.prompt for p in heldout[::3]]))
     return out
 
 

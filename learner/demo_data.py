@@ -8,16 +8,22 @@ ratings into logged `Interaction`s with `score` feedback (and, from the first us
 `correction` of a poorly rated answer, `user_correction`) and builds a dataset snapshot
 (`learner.datasets.build_snapshot`): preference pairs, scored samples and prompts, with the
 newest prompts held out.
+
+`summary_pairs(n, seed)` scripts the same preference without a model, for benchmarks and
+tests: support questions whose chosen answer is a one-line summary and one short sentence,
+and whose rejected answer is a long ramble on the same topic with no summary line.
 """
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Sequence
 
 from gateway.events import Feedback
 from gateway.transcript import Turn
 from learner.datasets import Interaction, Snapshot, SnapshotOptions, build_snapshot
+from learner.reward_model.base import PreferencePair
 
 PROMPTS: tuple[str, ...] = (
     "Why is the sky blue?",
@@ -166,3 +172,52 @@ def traffic_snapshot(
         pii_types=pii_types,  # () turns PII screening off (the random test model's word salad)
     )
     return build_snapshot(interactions, options), interactions
+
+
+# Scripted pairs in the users' taste (`summary_pairs`): no model samples them.
+TOPICS: tuple[str, ...] = (
+    "a password reset", "a late refund", "a broken login page", "an invoice error",
+    "a shipping delay", "a duplicate charge", "an expired card", "a missing order",
+    "an API rate limit", "a slow dashboard", "a failed deploy", "a lost API key",
+    "a plan upgrade", "a data export", "a webhook timeout", "a locked account",
+    "a tax receipt", "a cancelled subscription", "an SSO setup", "a mobile app crash",
+    "a CSV import", "a team invite", "a storage quota", "a currency change",
+)  # fmt: skip
+ASKS: tuple[str, ...] = (
+    "How do I handle {t}?", "What should I do about {t}?", "Can you help me with {t}?",
+    "Explain what to do after {t}.", "A customer reports {t}. Next steps?",
+)  # fmt: skip
+ACTIONS: tuple[str, ...] = (
+    "check the account settings", "open a ticket with the order number",
+    "retry after five minutes", "contact billing", "clear the cache and sign in again",
+    "ask an admin to confirm", "verify the email on file",
+)  # fmt: skip
+RAMBLE: tuple[str, ...] = (
+    "Well, there are a lot of things to think about here, honestly.",
+    "It kind of depends on many factors that vary from case to case.",
+    "People often run into this and there is no single answer for everyone.",
+    "Let me go through some background first, because context matters a lot.",
+    "Some teams do it one way and others another, and both can be fine.",
+    "In my experience it is worth considering the history of the issue too.",
+)  # fmt: skip
+
+
+def summary_pairs(n: int, seed: int = 0, topics: Sequence[str] = TOPICS) -> list[PreferencePair]:
+    """`n` (prompt, chosen, rejected) pairs, the same for the same arguments.
+
+    Prompts walk the `topics` x `ASKS` grid in a seeded order (each once before any repeats);
+    chosen: "Short answer: ..." on one line, then one short sentence (~25 words); rejected:
+    a ~130-word ramble on one line that names the topic and the same two actions.
+    """
+    rng = random.Random(seed)
+    grid = [(topic, ask) for topic in topics for ask in ASKS]
+    rng.shuffle(grid)
+    pairs = []
+    for index in range(n):
+        topic, ask = grid[index % len(grid)]
+        a, b = rng.sample(ACTIONS, 2)
+        chosen = f"Short answer: for {topic}, {a}.\nFirst {a}; if that fails, {b}."
+        ramble = [*rng.sample(RAMBLE, 4), f"You could {a}, or maybe {b}.", *RAMBLE[:2]]
+        rejected = " ".join(ramble) + f" Anyway, regarding {topic}, " + " ".join(ramble[:3])
+        pairs.append(PreferencePair(ask.format(t=topic), chosen, rejected))
+    return pairs

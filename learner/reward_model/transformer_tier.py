@@ -35,8 +35,11 @@ TOKENIZER_DIR = "tokenizer"
 
 @dataclass
 class TransformerRewardConfig:
-    max_steps: int = 200
-    batch_size: int = 8  # pairs per step
+    max_steps: int = 200  # optimizer steps, each `batch_size * grad_accum` pairs
+    # 4 pairs a forward pass, 2 accumulated: 8 pairs a step. Batch 8 in one pass peaked at
+    # 6 GB on SmolLM2-135M with long responses (benchmarks/README.md, bench learner).
+    batch_size: int = 4
+    grad_accum: int = 2
     learning_rate: float = 5e-4
     max_length: int = 512  # tokens; longer texts are cut from the left (the response's end stays)
     lora_r: int = 8
@@ -105,6 +108,7 @@ class TransformerRewardModel:
                 output_dir=out,
                 max_steps=cfg.max_steps,
                 per_device_train_batch_size=cfg.batch_size,
+                gradient_accumulation_steps=cfg.grad_accum,
                 learning_rate=cfg.learning_rate,
                 max_length=None,  # already cut in _ids
                 seed=cfg.seed,
