@@ -1,7 +1,11 @@
 """The fast tier: all-MiniLM-L6-v2 sentence embeddings and a Bradley-Terry linear head.
 
 Features of (prompt p, response r), with e() the unit-length sentence embedding:
-`[e(r), e(p) * e(r), |e(p) - e(r)|, 1]` (3 x 384 + 1). A logistic regression without
+`[e(r), e(p) * e(r), |e(p) - e(r)|, shape(r), 1]` (3 x 384 + 6 + 1). `shape(r)` is what a
+sentence embedding cannot see (its tokenizer drops line breaks, and mean pooling hides
+length), though users' preferences are often about it: log words, log lines, log words of
+the first line, the first line's share of the words, a finished last sentence, and the
+share of repeated word bigrams. A logistic regression without
 intercept is fitted on rows `f(p, chosen) - f(p, rejected)` labelled 1 (and their negation
 labelled 0, so the data is balanced); the constant feature cancels in every difference.
 Scored samples, when given, add pointwise rows `f(p, r)` with the soft label spread over
@@ -13,6 +17,7 @@ embedding the texts.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,6 +38,7 @@ TIER = "embedding"
 HEAD_FILE = "head.npy"
 EMBEDDING_MODEL = "all-minilm-l6-v2"
 BATCH = 64
+FEATURES = ["e(r)", "e(p)*e(r)", "|e(p)-e(r)|", "shape(r)", "1"]
 
 
 class TextEmbedder(Protocol):
@@ -132,7 +138,7 @@ class EmbeddingRewardModel:
             self.name,
             files={"head": HEAD_FILE},
             embedding_model=EMBEDDING_MODEL,
-            features=["e(r)", "e(p)*e(r)", "|e(p)-e(r)|", "1"],
+            features=FEATURES,
             c=self.c,
         )
 
@@ -145,6 +151,11 @@ class EmbeddingRewardModel:
             coef = np.load(directory / manifest["files"]["head"], allow_pickle=False)
         except (OSError, KeyError, TypeError, ValueError) as exc:
             raise RewardModelError(f"{directory}: unreadable head: {exc}") from exc
+        if manifest.get("features") != FEATURES:
+            raise RewardModelError(
+                f"{directory}: fitted on features {manifest.get('features')}, this version "
+                f"computes {FEATURES}: fit it again"
+            )
         model.coef_ = np.asarray(coef, dtype=np.float64)
         return model
 
@@ -155,4 +166,23 @@ def _features(vectors: dict[str, F64], pairs: Sequence[tuple[str, str]]) -> F64:
     prompts = np.stack([vectors[p] for p, _ in pairs])
     responses = np.stack([vectors[r] for _, r in pairs])
     bias = np.ones((len(pairs), 1))
-    return np.hstack([responses, prompts * responses, np.abs(prompts - responses), bias])
+    shapes = np.array([shape(r) for _, r in pairs], dtype=np.float64)
+    return np.hstack([responses, prompts * responses, np.abs(prompts - responses), shapes, bias])
+
+
+def shape(response: str) -> list[float]:
+    """The response's form (see the module docstring), each roughly in [0, 2]."""
+    text = response.strip()
+    words = text.split()
+    lines = [line for line in text.split("\n") if line.strip()]
+    first = len(lines[0].split()) if lines else 0
+    bigrams = list(pairwise(words))
+    repeated = 1.0 - len(set(bigrams)) / len(bigrams) if bigrams else 0.0
+    return [
+        np.log1p(len(words)) / 3.0,
+        np.log1p(len(lines)),
+        np.log1p(first) / 3.0,
+        first / len(words) if words else 0.0,
+        1.0 if text and text[-1] in ".!?)`\"'" else 0.0,
+        repeated,
+    ]
