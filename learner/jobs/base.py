@@ -25,7 +25,13 @@ import numpy as np
 import torch
 import transformers
 from peft import LoraConfig, PeftModel
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, Trainer
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PrinterCallback,
+    Trainer,
+)
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -177,6 +183,7 @@ def run_job(
         if switch.check():
             raise KillSwitchTripped("kill switch on before training started")
         trainer = build()
+        trainer.remove_callback(PrinterCallback)  # per-step dicts on stdout: MLflow has them
         trainer.add_callback(MlflowMetricsCallback(tracker))
         trainer.add_callback(switch)
         switch.start(trainer.model)
