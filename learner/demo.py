@@ -273,7 +273,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="flywheel learner demo", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--steps", type=int, default=None, help="GRPO steps (default 12)")
+    parser.add_argument("--steps", type=int, default=None, help="GRPO steps (default 15)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="artifacts directory")
     parser.add_argument("--quick", action="store_true", help="a tiny configuration (tests)")

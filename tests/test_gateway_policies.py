@@ -219,6 +219,7 @@ def test_judged_ensemble_accounts_every_call(gw: Server, mock: MockControl) -> N
     assert len(mock.requests("p-judge")) == 1
     event = wait_event(gw, ADMIN, raw.headers["x-flywheel-request-id"])
     assert event["routing"]["pick"].startswith("judge judge picked large")
+    assert event["attempts"] == 3  # both candidates and the judge
     # What each call cost, from what the mock received: its usage is ceil(chars / 4) prompt
     # tokens and `output_tokens` completion tokens (8; the judge's set to 1 above).
     prices = {"p-large": 10e-6, "p-large-b": 20e-6, "p-judge": 5e-6}

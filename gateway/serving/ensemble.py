@@ -176,8 +176,10 @@ async def _judge(
         usage = usage_from(orjson.loads(raw)) or Usage()
         return Candidate(route, raw, usage, Trace(request_id))
 
+    trace = Trace(request_id)
     try:
-        verdict = await dispatcher.run((judge_route,), ask, Trace(request_id))
+        verdict = await dispatcher.run((judge_route,), ask, trace)
+        verdict.trace = trace  # its attempts, retries included, count with the request's
     except UpstreamError:
         return EnsembleResult(answers[0], answers[1:], None, "judge failed: first answer")
     match = re.search(r"\d+", verdict.text())
@@ -212,8 +214,10 @@ async def _reward(
         raw = await route.provider.send(Endpoint.SCORE, body, options)
         return Candidate(route, raw, Usage(), Trace(request_id))
 
+    trace = Trace(request_id)
     try:
-        scored = await dispatcher.run((scorer,), ask, Trace(request_id))
+        scored = await dispatcher.run((scorer,), ask, trace)
+        scored.trace = trace
     except UpstreamError as exc:
         note = f"scorer {scorer.name} failed ({exc.message}): first answer"
         return EnsembleResult(answers[0], answers[1:], None, note)
