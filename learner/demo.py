@@ -8,7 +8,9 @@
 3. Reward model: the embedding tier fitted on the training pairs (and scored samples);
    held-out pairwise accuracy.
 4. RL: a `GRPOJob` LoRA adapter with the reward model's score plus the programmatic
-   `one_line_summary` reward, on the training prompts.
+   `one_line_summary` and `no_repetition` rewards, on the training prompts. Without the
+   latter, stronger settings found the reward model's blind spot: loops it scores well,
+   which the gates' repetition audit then rejected.
 5. Gates: `run_gates` on the held-out prompts, candidate vs the base model, with KL.
 6. Registry and canary in a temporary SQLite store: v1 is a zero LoRA (the base model's
    behaviour) made active; the trained adapter is registered as the job's candidate, approved
@@ -52,6 +54,7 @@ class Settings:
     gate_tokens: int
     canary_samples: int  # sampled answers per held-out prompt and version
     screen_pii: bool = True
+    repetition_weight: float = 1.0  # of the `no_repetition` reward beside the reward model
 
 
 def settings(quick: bool, steps: int | None, seed: int) -> Settings:
@@ -72,7 +75,7 @@ def run(base_model: Path, out: Path, s: Settings, served_name: str) -> dict[str,
     from learner.demo_data import PROMPTS, traffic_snapshot, user_rating
     from learner.gates import GateConfig, HeldOut, LocalGenerator, load_with_adapters, run_gates
     from learner.jobs.base import lora_config, seed_everything
-    from learner.jobs.rewards import Reward, one_line_summary
+    from learner.jobs.rewards import Reward, no_repetition, one_line_summary
     from learner.jobs.rl import GRPOJob, RLJobConfig
     from learner.reward_model import EmbeddingRewardModel, PreferencePair, ScoredSample, evaluate
 
@@ -140,7 +143,11 @@ def run(base_model: Path, out: Path, s: Settings, served_name: str) -> dict[str,
         tracking_uri=(out / "mlruns").absolute().as_uri(),
         snapshot_id=snapshot.id,
     )
-    rewards = [Reward.model(rm, 1.0), replace(one_line_summary(), weight=0.5)]
+    rewards = [
+        Reward.model(rm, 1.0),
+        replace(one_line_summary(), weight=0.5),
+        replace(no_repetition(), weight=s.repetition_weight),
+    ]
     result = GRPOJob(config, rewards).run(train_prompts, lambda: False)
     if result.status != "completed" or result.adapter_dir is None:
         raise RuntimeError(f"the GRPO job {result.status}: {result.error}")

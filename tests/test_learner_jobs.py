@@ -21,7 +21,7 @@ from transformers import AutoModelForCausalLM  # noqa: E402
 
 from learner.jobs.base import JobResult  # noqa: E402
 from learner.jobs.kto import KTOJob, KTOJobConfig  # noqa: E402
-from learner.jobs.rewards import Reward, brevity, one_line_summary  # noqa: E402
+from learner.jobs.rewards import Reward, brevity, no_repetition, one_line_summary  # noqa: E402
 from learner.jobs.rl import GRPOJob, RLJobConfig  # noqa: E402
 from learner.jobs.sft import SFTJob, SFTJobConfig, sft_rows  # noqa: E402
 from learner.jobs.tracking import resolve_tracking_uri  # noqa: E402
@@ -167,6 +167,8 @@ def test_programmatic_rewards() -> None:
     prompts = ["q", "q"]
     assert brevity(10).fn(prompts, ["short", "x" * 40]) == [1.0, 0.25]
     assert one_line_summary(20).fn(prompts, ["Done.\nDetails...", "\n"]) == [1.0, 0.0]
+    looped = "go to the shop " * 4  # 16 words: 14 trigrams, 4 of them distinct
+    assert no_repetition().fn(prompts, ["one two three four", looped]) == [1.0, 4 / 14]
 
     class Scorer:
         def score(self, prompt: str, response: str) -> float:

@@ -66,3 +66,14 @@ def one_line_summary(max_chars: int = 120) -> Reward:
         return [1.0 if 0 < len(first) <= max_chars else 0.0 for first in firsts]
 
     return Reward("one_line_summary", fn)
+
+
+def no_repetition(n: int = 3) -> Reward:
+    """1 minus the answer's repeated n-gram fraction (the gates' repetition measure): keeps
+    RL from paying for a loop the reward model happens to like, which the gates reject."""
+    from learner.gates_metrics import repeated_ngram_fraction
+
+    def fn(prompts: list[str], completions: list[str]) -> list[float]:
+        return [1.0 - repeated_ngram_fraction(c, n) for c in completions]
+
+    return Reward("no_repetition", fn)
