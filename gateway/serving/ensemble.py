@@ -99,15 +99,10 @@ async def run_ensemble(
         errors = [e for e in done if isinstance(e, UpstreamError)]
         raise errors[0] if errors else NoRouteAvailable("every ensemble candidate failed")
     if len(answers) == 1:
-        return EnsembleResult(answers[0], [], None, "one candidate answered")
+        return _chosen(answers, 0, None, "one candidate answered")
     if spec.select == "consensus":
         best = max(range(len(answers)), key=lambda i: _agreement(answers, i))
-        return EnsembleResult(
-            answers[best],
-            answers[:best] + answers[best + 1 :],
-            None,
-            f"consensus picked {answers[best].route.name}",
-        )
+        return _chosen(answers, best, None, f"consensus picked {answers[best].route.name}")
     if spec.select == "reward":
         return await _reward(dispatcher, answers, picker, request_id, request_body)
     return await _judge(dispatcher, answers, picker, request_id, request_body)
@@ -152,47 +147,22 @@ async def _judge(
     request_body: dict[str, Any],
 ) -> EnsembleResult:
     if judge_route is None:
-        return EnsembleResult(answers[0], answers[1:], None, "no judge available: first answer")
+        return _chosen(answers, 0, None, "no judge available: first answer")
     messages = request_body.get("messages") or []
     question = "\n".join(str(m.get("content")) for m in messages if m.get("role") == "user")
     numbered = "\n\n".join(f"ANSWER {i + 1}:\n{a.text()}" for i, a in enumerate(answers))
-    body = {
-        "messages": [
-            {
-                "role": "user",
-                "content": JUDGE_PROMPT.format(
-                    question=question[-4000:], answers=numbered[-12000:]
-                ),
-            }
-        ],
-        "max_tokens": 8,
-        "temperature": 0,
-    }
-
-    async def ask(route: ModelRoute, options: CallOptions) -> Candidate:
-        raw = await route.provider.send(
-            Endpoint.CHAT, {**body, "model": route.upstream_model}, options
-        )
-        usage = usage_from(orjson.loads(raw)) or Usage()
-        return Candidate(route, raw, usage, Trace(request_id))
-
-    trace = Trace(request_id)
+    prompt = JUDGE_PROMPT.format(question=question[-4000:], answers=numbered[-12000:])
+    body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": 8, "temperature": 0}
     try:
-        verdict = await dispatcher.run((judge_route,), ask, trace)
-        verdict.trace = trace  # its attempts, retries included, count with the request's
+        verdict = await _call_picker(dispatcher, judge_route, Endpoint.CHAT, body, request_id)
     except UpstreamError:
-        return EnsembleResult(answers[0], answers[1:], None, "judge failed: first answer")
+        return _chosen(answers, 0, None, "judge failed: first answer")
     match = re.search(r"\d+", verdict.text())
     pick = int(match.group()) - 1 if match else 0
     if not 0 <= pick < len(answers):
         pick = 0
-    others = answers[:pick] + answers[pick + 1 :]
-    return EnsembleResult(
-        answers[pick],
-        others,
-        verdict,
-        f"judge {judge_route.name} picked {answers[pick].route.name}",
-    )
+    note = f"judge {judge_route.name} picked {answers[pick].route.name}"
+    return _chosen(answers, pick, verdict, note)
 
 
 async def _reward(
@@ -203,36 +173,52 @@ async def _reward(
     request_body: dict[str, Any],
 ) -> EnsembleResult:
     if scorer is None:
-        return EnsembleResult(answers[0], answers[1:], None, "no scorer available: first answer")
+        return _chosen(answers, 0, None, "no scorer available: first answer")
     body = {
-        "model": scorer.upstream_model,
         "prompt": prompt_text(render_prompt(Endpoint.CHAT.value, request_body)),
         "responses": [a.text() for a in answers],
     }
-
-    async def ask(route: ModelRoute, options: CallOptions) -> Candidate:
-        raw = await route.provider.send(Endpoint.SCORE, body, options)
-        return Candidate(route, raw, Usage(), Trace(request_id))
-
-    trace = Trace(request_id)
     try:
-        scored = await dispatcher.run((scorer,), ask, trace)
-        scored.trace = trace
+        scored = await _call_picker(dispatcher, scorer, Endpoint.SCORE, body, request_id)
     except UpstreamError as exc:
-        note = f"scorer {scorer.name} failed ({exc.message}): first answer"
-        return EnsembleResult(answers[0], answers[1:], None, note)
+        return _chosen(
+            answers, 0, None, f"scorer {scorer.name} failed ({exc.message}): first answer"
+        )
     scores = scores_of(scored.body, len(answers))
     if scores is None:
         note = f"scorer {scorer.name} answered no usable scores: first answer"
-        return EnsembleResult(answers[0], answers[1:], scored, note)
+        return _chosen(answers, 0, scored, note)
     pick = max(range(len(answers)), key=lambda i: (scores[i], -i))
     shown = ", ".join(f"{a.route.name} {s:.3f}" for a, s in zip(answers, scores, strict=True))
-    return EnsembleResult(
-        answers[pick],
-        answers[:pick] + answers[pick + 1 :],
-        scored,
-        f"reward model {scorer.name} picked {answers[pick].route.name} ({shown})",
-    )
+    note = f"reward model {scorer.name} picked {answers[pick].route.name} ({shown})"
+    return _chosen(answers, pick, scored, note)
+
+
+async def _call_picker(
+    dispatcher: Dispatcher,
+    route: ModelRoute,
+    endpoint: Endpoint,
+    body: dict[str, Any],
+    request_id: str,
+) -> Candidate:
+    """The judge's or scorer's call, through the dispatcher (its retries and breaker); the
+    candidate keeps the call's trace, so its attempts count with the request's."""
+
+    async def ask(route: ModelRoute, options: CallOptions) -> Candidate:
+        raw = await route.provider.send(endpoint, {**body, "model": route.upstream_model}, options)
+        usage = usage_from(orjson.loads(raw)) if endpoint is Endpoint.CHAT else None
+        return Candidate(route, raw, usage or Usage(), Trace(request_id))
+
+    trace = Trace(request_id)
+    picked = await dispatcher.run((route,), ask, trace)
+    picked.trace = trace
+    return picked
+
+
+def _chosen(
+    answers: list[Candidate], pick: int, picker: Candidate | None, note: str
+) -> EnsembleResult:
+    return EnsembleResult(answers[pick], answers[:pick] + answers[pick + 1 :], picker, note)
 
 
 def scores_of(raw: bytes, count: int) -> list[float] | None:
