@@ -46,6 +46,7 @@ CREATE INDEX IF NOT EXISTS experience_rule ON experience (tenant, rule, seq);
 CREATE TABLE IF NOT EXISTS logged (
     request_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, ts REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS logged_tenant_ts ON logged (tenant, ts);
+CREATE INDEX IF NOT EXISTS logged_ts ON logged (ts);
 """
 LOGGED_KEEP_S = 30 * 86400  # how long the index of trainable interactions reaches back
 
@@ -228,9 +229,12 @@ class ReplayBuffer:
         ).fetchall()
         return [r[0] for r in reversed(rows)]
 
-    def logged_by_tenant(self) -> dict[str, int]:
-        rows = self._db.execute("SELECT tenant, COUNT(*) FROM logged GROUP BY tenant")
-        return {tenant: int(n) for tenant, n in rows}
+    def logged_since(self, tenant: str, since: float) -> int:
+        """How many of the tenant's logged interactions are newer than `since`."""
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM logged WHERE tenant = ? AND ts > ?", (tenant, since)
+        ).fetchone()
+        return int(row[0])
 
     def counts(self) -> dict[str, int]:
         return {

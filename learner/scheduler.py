@@ -11,6 +11,7 @@ waits until a reward model exists.
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -26,10 +27,7 @@ KINDS = ("reward_model", "sft", "rl")
 Spawn = Callable[[list[str]], "subprocess.Popen[bytes]"]
 
 
-@dataclass
-class _Last:
-    arrived: int = 0
-    at: float = 0.0
+STATE_FILE = "schedule.json"  # when each (tenant, kind) last started, across restarts
 
 
 @dataclass
@@ -38,18 +36,18 @@ class Scheduler:
     config_path: Path | None = None
     spawn: Spawn = field(default=lambda args: subprocess.Popen(args))
     running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)  # kind -> job
-    last: dict[tuple[str, str], _Last] = field(default_factory=dict)
+    last: dict[tuple[str, str], float] = field(default_factory=dict)  # -> when it started
     started: list[tuple[str, str]] = field(default_factory=list)  # (tenant, kind), for status
 
     def tick(
         self,
         policies: Mapping[str, Policy],
-        arrived: Mapping[str, int],
+        arrived: Callable[[str, float], int],
         killed: Callable[[str, str], bool],
         now: float | None = None,
     ) -> list[tuple[str, str]]:
-        """Start what is due (`arrived`: logged interactions per tenant so far); the
-        (tenant, kind) pairs started."""
+        """Start what is due; the (tenant, kind) pairs started. `arrived(tenant, since)`
+        counts the tenant's logged interactions newer than `since` (the replay buffer's)."""
         now = time.time() if now is None else now
         for kind, job in list(self.running.items()):
             if job.poll() is not None:
@@ -58,23 +56,39 @@ class Scheduler:
         begun: list[tuple[str, str]] = []
         for tenant, policy in sorted(policies.items()):
             for kind, schedule in policy.learning.jobs.items():
-                last = self.last.setdefault((tenant, kind), _Last())
-                new = arrived.get(tenant, 0) - last.arrived
+                last = self.last.get((tenant, kind), 0.0)
+                if kind in self.running or now - last < schedule.every_s:
+                    continue
+                new = arrived(tenant, last)
                 if (
-                    kind in self.running
-                    or new < schedule.min_new
-                    or now - last.at < schedule.every_s
+                    new < schedule.min_new
                     or killed(tenant, kind)
                     or (kind == "rl" and self.reward_model() is None)
                 ):
                     continue
                 command = self._command(tenant, kind, schedule)
                 self.running[kind] = self.spawn(command)
-                last.arrived, last.at = arrived.get(tenant, 0), now
+                self.last[(tenant, kind)] = now
+                self._save()
                 begun.append((tenant, kind))
                 log.info("training run %s for %s started (%d new interactions)", kind, tenant, new)
         self.started += begun
         return begun
+
+    def __post_init__(self) -> None:
+        path = self.state_dir / STATE_FILE
+        try:
+            saved = json.loads(path.read_text()) if path.exists() else []
+            self.last = {(str(t), str(k)): float(at) for t, k, at in saved} | self.last
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("ignoring unreadable %s: %s", path, exc)
+
+    def _save(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        rows = [[tenant, kind, at] for (tenant, kind), at in sorted(self.last.items())]
+        tmp = self.state_dir / f"{STATE_FILE}.tmp"
+        tmp.write_text(json.dumps(rows))
+        tmp.replace(self.state_dir / STATE_FILE)
 
     def reward_model(self) -> Path | None:
         """The newest reward model a run saved."""

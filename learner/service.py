@@ -242,7 +242,7 @@ class Learner:
         policies = {tenant: loaded.policy for tenant, loaded in self.policies.all().items()}
         self.scheduler.tick(
             policies,
-            self.replay.logged_by_tenant(),
+            self.replay.logged_since,
             lambda tenant, kind: self.flags.killed(tenant, job=kind),
         )
 

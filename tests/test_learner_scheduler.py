@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,11 @@ class FakeJob:
         return self.returncode
 
 
+def new(count: int) -> Callable[[str, float], int]:
+    """Every tenant has `count` logged interactions since any time asked about."""
+    return lambda tenant, since: count
+
+
 def test_runs_start_when_due_one_per_kind_and_not_when_killed(tmp_path: Path) -> None:
     jobs: list[FakeJob] = []
 
@@ -39,18 +45,16 @@ def test_runs_start_when_due_one_per_kind_and_not_when_killed(tmp_path: Path) ->
     scheduler = Scheduler(tmp_path, spawn=spawn)
     policies = {t: parse_policy(POLICY.format(tenant=t), f"{t}.yaml") for t in ("a", "b")}
     alive = lambda tenant, kind: False  # noqa: E731
-    assert scheduler.tick(policies, {"a": 50, "b": 50}, alive, now=1000) == []  # not enough data
+    assert scheduler.tick(policies, new(50), alive, now=1000) == []  # not enough data
     # rl waits for a reward model; one reward_model run at a time across tenants
-    assert scheduler.tick(policies, {"a": 150, "b": 150}, alive, now=1000) == [
-        ("a", "reward_model")
-    ]
+    assert scheduler.tick(policies, new(150), alive, now=1000) == [("a", "reward_model")]
     assert "--tenant" in jobs[0].args and "reward-model" in jobs[0].args
-    assert scheduler.tick(policies, {"a": 300, "b": 300}, alive, now=1010) == []  # still running
+    assert scheduler.tick(policies, new(300), alive, now=1010) == []  # still running
     jobs[0].returncode = 0
     saved = tmp_path / "reward_models" / "snap1"
     saved.mkdir(parents=True)
     (saved / "reward_model.json").write_text("{}")
-    started = scheduler.tick(policies, {"a": 300, "b": 300}, alive, now=1020)
+    started = scheduler.tick(policies, new(300), alive, now=1020)
     assert started == [("a", "rl"), ("b", "reward_model")]
     assert str(saved) in jobs[1].args and "--no-approval" in jobs[1].args
     assert jobs[1].args[jobs[1].args.index("--intent") + 1] == "billing"  # one task's adapter
@@ -58,4 +62,20 @@ def test_runs_start_when_due_one_per_kind_and_not_when_killed(tmp_path: Path) ->
     killed = lambda tenant, kind: True  # noqa: E731
     for job in jobs:
         job.returncode = 0
-    assert scheduler.tick(policies, {"a": 900, "b": 900}, killed, now=5000) == []
+    assert scheduler.tick(policies, new(900), killed, now=5000) == []
+
+
+def test_the_last_start_of_each_run_survives_a_restart(tmp_path: Path) -> None:
+    policies = {"a": parse_policy(POLICY.format(tenant="a"), "a.yaml")}
+    asked: list[float] = []
+
+    def arrived(tenant: str, since: float) -> int:
+        asked.append(since)
+        return 500
+
+    first = Scheduler(tmp_path, spawn=lambda args: FakeJob(args))  # type: ignore[arg-type,return-value]
+    assert first.tick(policies, arrived, lambda t, k: False, now=1000) == [("a", "reward_model")]
+    again = Scheduler(tmp_path, spawn=lambda args: FakeJob(args))  # type: ignore[arg-type,return-value]
+    assert again.tick(policies, arrived, lambda t, k: False, now=1030) == []  # every_s: 60
+    assert again.tick(policies, arrived, lambda t, k: False, now=1070) == [("a", "reward_model")]
+    assert 1000 in asked  # the restarted scheduler counts new data from the last start
