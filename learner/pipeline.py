@@ -14,6 +14,7 @@ is saved under `<out>/reward_models/<snapshot>/` for RL jobs and the worker's
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Callable
@@ -51,10 +52,19 @@ class TrainRequest:
 
     @property
     def adapter_name(self) -> str:
-        """`<tenant>-<kind>`, or `<tenant>-<intent>-<kind>` for one task's adapter."""
-        parts = [self.tenant, *([self.intent] if self.intent else []), self.kind]
-        name = re.sub(r"[^a-z0-9._-]+", "-", "-".join(parts).lower()).strip("-._")
-        return name[:100] or "adapter"
+        """`<tenant>-<kind>`, or `<tenant>-<intent>-<kind>` for one task's adapter, as a
+        registry name; a short hash of (tenant, intent) is appended when the readable part
+        could be another tenant's (case or characters changed, cut, or an intent)."""
+        tenant, intent = _slug(self.tenant, 40), _slug(self.intent or "", 30)
+        name = "-".join(p for p in (tenant, intent, self.kind) if p)
+        if self.intent or tenant != self.tenant:
+            digest = hashlib.sha256(f"{self.tenant}\0{self.intent or ''}".encode()).hexdigest()
+            name += f"-{digest[:6]}"
+        return name
+
+
+def _slug(text: str, limit: int) -> str:
+    return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")[:limit].strip("-._")
 
 
 @dataclass

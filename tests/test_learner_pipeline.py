@@ -54,7 +54,7 @@ async def test_reward_model_and_sft_runs_register_a_candidate(tmp_path: Path) ->
     failed = records[0][0].model_copy(update={"request_id": "failed", "status": 502})
     unlogged = records[0][0].model_copy(update={"request_id": "unlogged", "request": None})
     replay.add([e for e, _ in records] + [failed, unlogged], [])
-    assert replay.logged_by_tenant() == {"t": len(records)}  # what a snapshot could use
+    assert replay.logged_since("t", 0) == len(records)  # what a snapshot could use
     for event, feedback in records[::2]:
         value = 1.0 if feedback.value > 0 else 0.0
         experience = Experience(event.request_id, "t", "r", event.ts, "a", 0.5, None, {}, value)
@@ -90,5 +90,11 @@ async def test_reward_model_and_sft_runs_register_a_candidate(tmp_path: Path) ->
 
 def test_a_task_adapter_trains_on_its_intent_only() -> None:
     request = TrainRequest("sft", "Acme Corp", Path("base"), intent="billing/refunds")
-    assert request.adapter_name == "acme-corp-billing-refunds-sft"
+    assert request.adapter_name.startswith("acme-corp-billing-refunds-sft-")
     assert TrainRequest("rl", "t", Path("base")).adapter_name == "t-rl"
+    # Names that would collide without the hash: case, and tenant vs tenant + intent.
+    names = {TrainRequest("sft", t, Path("b"), intent=i).adapter_name
+             for t, i in [("acme", None), ("Acme", None), ("acme-support", None),
+                          ("acme", "support"), ("x" * 120, None)]}  # fmt: skip
+    assert len(names) == 5 and all(n.endswith(("-sft", "-sft-" + n[-6:])) for n in names)
+    assert all(len(n) <= 100 for n in names)

@@ -22,10 +22,10 @@ def add_parser(commands: Any) -> None:
                      help="the replay buffer and pending decisions (SQLite)")  # fmt: skip
     run.add_argument("--consumer", default="learner-1", help="this consumer's name in the group")
     run.add_argument("--metrics-port", type=int, default=9301, help="Prometheus; 0: off")
-    run.add_argument("--canary-share", type=float, default=0.05,
+    run.add_argument("--canary-share", type=_share, default=0.05,
                      help="a new adapter's canary traffic share (a tenant's "
                           "learning.canary may set its own)")  # fmt: skip
-    run.add_argument("--canary-min-requests", type=int, default=50,
+    run.add_argument("--canary-min-requests", type=_positive, default=50,
                      help="rated requests of canary and active before judging")  # fmt: skip
     run.set_defaults(run=_run)
     train = sub.add_parser("train", help="one training run: snapshot -> job -> gates -> registry")
@@ -122,3 +122,17 @@ def _demo(args: argparse.Namespace, rest: list[str]) -> int:
 
     status: int = main(rest)
     return status
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a traffic share is in (0, 1], got {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value

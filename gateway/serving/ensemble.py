@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ import orjson
 
 from gateway.catalog import ModelRoute
 from gateway.dispatch import Attempt, Dispatcher, Trace
-from gateway.errors import NoRouteAvailable, UpstreamError
+from gateway.errors import NoRouteAvailable, UpstreamError, UpstreamUnavailable
 from gateway.policy.model import EnsembleSpec
 from gateway.providers.base import CallOptions, Endpoint
 from gateway.serving.usage import Usage, usage_from
@@ -39,6 +40,9 @@ JUDGE_PROMPT = (
     "answers, then reply with only the number of the best answer (most correct, most "
     "helpful, follows the instructions).\n\nREQUEST:\n{question}\n\n{answers}\n\nBest answer:"
 )
+
+
+Reveal = Callable[[bytes], bytes]
 
 
 @dataclass(slots=True)
@@ -52,9 +56,11 @@ class Candidate:
     def cost(self) -> float:
         return self.route.cost_usd(self.usage.input_tokens, self.usage.output_tokens)
 
-    def text(self) -> str:
+    def text(self, reveal: Reveal | None = None) -> str:
+        """The answer's text; `reveal` first undoes the request's PII masking (for a picker
+        that may see the request unmasked)."""
         try:
-            data = orjson.loads(self.body)
+            data = orjson.loads(reveal(self.body) if reveal is not None else self.body)
             return str(data["choices"][0]["message"].get("content") or "")
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
             return ""
@@ -76,9 +82,12 @@ async def run_ensemble(
     request_id: str,
     request_body: dict[str, Any],
     picker: ModelRoute | None,
+    reveal: Reveal | None = None,
 ) -> EnsembleResult:
     """Run the candidates and pick one; `picker` is the judge's or the scorer's route, and
-    `request_body` the request as the picker may see it (PII masked for its location)."""
+    `request_body` the request as the picker may see it (PII masked for its location);
+    `reveal` unmasks the answers when the picker sees the request unmasked, so answers
+    from external candidates (masked) and local ones read alike."""
     candidates = chain[: spec.n]
 
     async def call(route: ModelRoute) -> Candidate:
@@ -103,9 +112,10 @@ async def run_ensemble(
     if spec.select == "consensus":
         best = max(range(len(answers)), key=lambda i: _agreement(answers, i))
         return _chosen(answers, best, None, f"consensus picked {answers[best].route.name}")
+    texts = [a.text(reveal) for a in answers]
     if spec.select == "reward":
-        return await _reward(dispatcher, answers, picker, request_id, request_body)
-    return await _judge(dispatcher, answers, picker, request_id, request_body)
+        return await _reward(dispatcher, answers, texts, picker, request_id, request_body)
+    return await _judge(dispatcher, answers, texts, picker, request_id, request_body)
 
 
 async def _first(tasks: list[asyncio.Task[Candidate]]) -> EnsembleResult:
@@ -142,6 +152,7 @@ def _agreement(answers: list[Candidate], index: int) -> float:
 async def _judge(
     dispatcher: Dispatcher,
     answers: list[Candidate],
+    texts: list[str],
     judge_route: ModelRoute | None,
     request_id: str,
     request_body: dict[str, Any],
@@ -150,7 +161,7 @@ async def _judge(
         return _chosen(answers, 0, None, "no judge available: first answer")
     messages = request_body.get("messages") or []
     question = "\n".join(str(m.get("content")) for m in messages if m.get("role") == "user")
-    numbered = "\n\n".join(f"ANSWER {i + 1}:\n{a.text()}" for i, a in enumerate(answers))
+    numbered = "\n\n".join(f"ANSWER {i + 1}:\n{t}" for i, t in enumerate(texts))
     prompt = JUDGE_PROMPT.format(question=question[-4000:], answers=numbered[-12000:])
     body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": 8, "temperature": 0}
     try:
@@ -168,6 +179,7 @@ async def _judge(
 async def _reward(
     dispatcher: Dispatcher,
     answers: list[Candidate],
+    texts: list[str],
     scorer: ModelRoute | None,
     request_id: str,
     request_body: dict[str, Any],
@@ -176,7 +188,7 @@ async def _reward(
         return _chosen(answers, 0, None, "no scorer available: first answer")
     body = {
         "prompt": prompt_text(render_prompt(Endpoint.CHAT.value, request_body)),
-        "responses": [a.text() for a in answers],
+        "responses": texts,
     }
     try:
         scored = await _call_picker(dispatcher, scorer, Endpoint.SCORE, body, request_id)
@@ -206,7 +218,10 @@ async def _call_picker(
 
     async def ask(route: ModelRoute, options: CallOptions) -> Candidate:
         raw = await route.provider.send(endpoint, {**body, "model": route.upstream_model}, options)
-        usage = usage_from(orjson.loads(raw)) if endpoint is Endpoint.CHAT else None
+        try:
+            usage = usage_from(orjson.loads(raw)) if endpoint is Endpoint.CHAT else None
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamUnavailable(f"{route.name} answered a body that is not JSON") from exc
         return Candidate(route, raw, usage or Usage(), Trace(request_id))
 
     trace = Trace(request_id)

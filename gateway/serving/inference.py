@@ -142,9 +142,11 @@ class InferenceService:
     ) -> Answer:
         picker = self._picker_route(chain, spec)
         question = call.body_for(picker) if picker is not None else call.body
+        unmasked = call.pii is not None and question is call.body
         result = await run_ensemble(
-            self._dispatcher, spec, chain, self._attempt(call), call.request_id, question, picker
-        )
+            self._dispatcher, spec, chain, self._attempt(call), call.request_id, question, picker,
+            call.pii.restore if unmasked and call.pii is not None else None,
+        )  # fmt: skip
         trace, winner = call.trace, result.winner
         trace.route = winner.route
         trace.fallbacks = chain.index(winner.route)

@@ -1,8 +1,10 @@
 """Rewards for RL jobs: a reward model's scores plus programmatic checks, as TRL reward funcs.
 
-A reward is any `(prompts, completions) -> list[float]` over plain text: the prompt is the
-last user message, the completion the generated answer. `Reward.model(scorer)` wraps
-anything with `score(prompt, response) -> float` (the learner's reward model).
+A reward is any `(prompts, completions) -> list[float]` over plain text: the prompt is
+rendered as the reward model was trained on it (`gateway.transcript.prompt_text`: a lone
+user turn as is, else every turn), the completion is the generated answer.
+`Reward.model(scorer)` wraps anything with `score(prompt, response) -> float` (the
+learner's reward model).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from gateway.transcript import chat_turns, prompt_text
 
 RewardFn = Callable[[list[str], list[str]], list[float]]
 
@@ -36,10 +40,15 @@ class Reward:
 
         def trl_reward(prompts: Sequence[Any], completions: Sequence[Any], **_: Any) -> list[float]:
             texts = [_text(c, "assistant") for c in completions]
-            return [float(r) for r in self.fn([_text(p, "user") for p in prompts], texts)]
+            return [float(r) for r in self.fn([_prompt(p) for p in prompts], texts)]
 
         trl_reward.__name__ = self.name
         return trl_reward
+
+
+def _prompt(value: Any) -> str:
+    """A conversational prompt as the reward model was trained to read it."""
+    return value if isinstance(value, str) else prompt_text(chat_turns(value))
 
 
 def _text(value: Any, role: str) -> str:
