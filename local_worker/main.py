@@ -87,13 +87,21 @@ def _embedder(options: Options) -> Embedder | None:
     return Embedder(path, options.embedding_model)
 
 
+class StartupError(Exception):
+    """A setting the worker cannot start with; the message names it."""
+
+
 def _scorer(options: Options, embedder: Embedder | None) -> Scorer | None:
     """The reward model for /v1/score; the embedding tier shares the served MiniLM."""
     if options.reward_model is None:
         return None
+    from learner.reward_model import RewardModelError
     from local_worker.scoring import Scorer
 
-    scorer = Scorer.load(options.reward_model, embedder=embedder)
+    try:
+        scorer = Scorer.load(options.reward_model, embedder=embedder)
+    except RewardModelError as exc:
+        raise StartupError(f"--reward-model: {exc}") from exc
     log.info("reward model %s (%s) from %s", scorer.name, scorer.model.tier, options.reward_model)
     return scorer
 

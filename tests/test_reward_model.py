@@ -152,13 +152,30 @@ def test_embedding_tier_sees_what_the_embedding_cannot(
     assert evaluate(model, pairs(1))["pairwise_accuracy"] == 1.0
 
 
-def test_embedding_tier_refuses_a_head_fitted_on_other_features(tmp_path: Path) -> None:
-    np.save(tmp_path / "head.npy", np.zeros(3 * 384 + 1))
+def old_head(directory: Path) -> Path:
+    """An embedding-tier reward model saved before the shape features."""
+    directory.mkdir(parents=True, exist_ok=True)
+    np.save(directory / "head.npy", np.zeros(3 * 384 + 1))
     manifest = {"format": 1, "tier": "embedding", "name": "old", "files": {"head": "head.npy"},
                 "features": ["e(r)", "e(p)*e(r)", "|e(p)-e(r)|", "1"]}  # fmt: skip
-    (tmp_path / "reward_model.json").write_text(json.dumps(manifest))
+    (directory / "reward_model.json").write_text(json.dumps(manifest))
+    return directory
+
+
+def test_embedding_tier_refuses_a_head_fitted_on_other_features(tmp_path: Path) -> None:
     with pytest.raises(RewardModelError, match="fit it again"):
-        load_reward_model(tmp_path)
+        load_reward_model(old_head(tmp_path))
+
+
+def test_the_worker_names_a_reward_model_it_cannot_load(tiny: Path, tmp_path: Path) -> None:
+    saved = old_head(tmp_path / "rm")
+    args = [sys.executable, "-m", "gateway", "local-model", "serve", "--model", str(tiny),
+            "--port", str(free_port()), "--reward-model", str(saved)]  # fmt: skip
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    assert done.returncode == 2
+    assert "flywheel: --reward-model:" in done.stderr and "fit it again" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 @needs_minilm

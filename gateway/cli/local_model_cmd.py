@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +55,21 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace, rest: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from local_worker.main import StartupError
+
+    try:
+        _run_server(args)
+    except StartupError as exc:  # e.g. a bad --reward-model: named, not a traceback
+        print(f"flywheel: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _run_server(args: argparse.Namespace) -> None:
     from local_worker.main import Options, serve
     from local_worker.model_files import DEFAULT_CACHE
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     serve(
         Options(
             model=args.model,
@@ -77,7 +89,6 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
             cache_dir=args.cache_dir or DEFAULT_CACHE,
         )
     )
-    return 0
 
 
 def _prepare(args: argparse.Namespace, rest: list[str]) -> int:
