@@ -8,7 +8,8 @@ routed them) and its decisions, with their rewards, are collected from the store
 split; an adapter then goes through the gates on the held-out prompts against the base
 model, and one that passes is registered as a candidate waiting for an operator's
 approval (`created_by: job:<kind>-<snapshot>`, the gate report attached). A reward model
-is saved under `<out>/reward_models/<snapshot>/` for RL jobs and the worker's
+is saved under `<out>/reward_models/<tenant>-<hash>/<snapshot>/` for the tenant's RL jobs
+and the worker's
 `--reward-model`.
 """
 
@@ -61,6 +62,13 @@ class TrainRequest:
             digest = hashlib.sha256(f"{self.tenant}\0{self.intent or ''}".encode()).hexdigest()
             name += f"-{digest[:6]}"
         return name
+
+
+def reward_models_dir(out_root: Path, tenant: str) -> Path:
+    """Where a tenant's reward models are saved, one directory per snapshot: a tenant's
+    reward model, trained on its data, only ever drives its own RL runs and gates."""
+    digest = hashlib.sha256(tenant.encode()).hexdigest()[:6]
+    return out_root / "reward_models" / f"{_slug(tenant, 40) or 'tenant'}-{digest}"
 
 
 def _slug(text: str, limit: int) -> str:
@@ -129,7 +137,7 @@ def _reward_model(request: TrainRequest, snapshot: Snapshot) -> TrainOutcome:
     if not train_pairs:
         return TrainOutcome("reward_model", snapshot.id, "no_data", {})
     model = EmbeddingRewardModel().fit(train_pairs)
-    directory = model.save(request.out_root / "reward_models" / snapshot.id)
+    directory = model.save(reward_models_dir(request.out_root, request.tenant) / snapshot.id)
     metrics = dict(evaluate(model, heldout)) if heldout else {}
     detail = {"dir": str(directory), "heldout": metrics, "pairs": len(train_pairs)}
     return TrainOutcome("reward_model", snapshot.id, "trained", detail)

@@ -6,7 +6,7 @@ the replay buffer's index) must arrive since that kind's last run and how long t
 between runs. A due run is started as its own process (`flywheel learner train ...`), so
 the learner's loop never waits on training; its kill switch (`job:<kind>`, the tenant's,
 global) keeps new runs from starting, and the running job polls it itself. An rl run
-waits until a reward model exists.
+waits until the tenant has a reward model of its own.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.policy.model import JobSchedule, Policy
+from learner.pipeline import reward_models_dir
 
 log = logging.getLogger("flywheel.learner")
 KINDS = ("reward_model", "sft", "rl")
@@ -63,7 +64,7 @@ class Scheduler:
                 if (
                     new < schedule.min_new
                     or killed(tenant, kind)
-                    or (kind == "rl" and self.reward_model() is None)
+                    or (kind == "rl" and self.reward_model(tenant) is None)
                 ):
                     continue
                 command = self._command(tenant, kind, schedule)
@@ -90,9 +91,9 @@ class Scheduler:
         tmp.write_text(json.dumps(rows))
         tmp.replace(self.state_dir / STATE_FILE)
 
-    def reward_model(self) -> Path | None:
-        """The newest reward model a run saved."""
-        root = self.state_dir / "reward_models"
+    def reward_model(self, tenant: str) -> Path | None:
+        """The newest reward model a run saved for the tenant."""
+        root = reward_models_dir(self.state_dir, tenant)
         found = [p for p in root.glob("*/reward_model.json")] if root.is_dir() else []
         return max(found, key=lambda p: p.stat().st_mtime).parent if found else None
 
@@ -104,7 +105,7 @@ class Scheduler:
             args += ["--intent", schedule.intent]
         if self.config_path is not None:
             args += ["--config", str(self.config_path)]
-        model = self.reward_model()
+        model = self.reward_model(tenant)
         if model is not None:
             args += ["--reward-model", str(model)]
         if not schedule.needs_approval:

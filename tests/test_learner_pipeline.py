@@ -11,7 +11,7 @@ from gateway.adapters import find
 from gateway.events import Feedback, InteractionEvent
 from gateway.store import open_store
 from learner.datasets import load_snapshot
-from learner.pipeline import TrainRequest, train
+from learner.pipeline import TrainRequest, reward_models_dir, train
 from learner.replay import Experience, ReplayBuffer
 from tests.support.tiny_model import build_tiny_model
 
@@ -70,7 +70,7 @@ async def test_reward_model_and_sft_runs_register_a_candidate(tmp_path: Path) ->
     used = {i for p in snapshot.pairs for i in p.request_ids}
     assert used & {e.request_id for e, _ in records[::2]}  # decisions
     assert used & {e.request_id for e, _ in records[1::2]}  # static traffic, indexed only
-    assert (out / "reward_models" / rm.snapshot / "reward_model.json").exists()
+    assert (reward_models_dir(out, "t") / rm.snapshot / "reward_model.json").exists()
     billing = await train(TrainRequest("reward_model", "t", base, out_root=out, intent="billing"),
                           store, replay, lambda: False)  # fmt: skip
     billed = load_snapshot(out / "snapshots" / billing.snapshot)

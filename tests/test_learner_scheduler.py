@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.policy.library import parse_policy
+from learner.pipeline import reward_models_dir
 from learner.scheduler import Scheduler
 
 POLICY = """tenant: {tenant}
@@ -51,7 +52,7 @@ def test_runs_start_when_due_one_per_kind_and_not_when_killed(tmp_path: Path) ->
     assert "--tenant" in jobs[0].args and "reward-model" in jobs[0].args
     assert scheduler.tick(policies, new(300), alive, now=1010) == []  # still running
     jobs[0].returncode = 0
-    saved = tmp_path / "reward_models" / "snap1"
+    saved = reward_models_dir(tmp_path, "a") / "snap1"  # a's: b's rl keeps waiting
     saved.mkdir(parents=True)
     (saved / "reward_model.json").write_text("{}")
     started = scheduler.tick(policies, new(300), alive, now=1020)
