@@ -105,7 +105,7 @@ class AppState:
         )  # fmt: skip
         router.warm()
         inference = InferenceService(Dispatcher(metrics), limiter, metrics, events, latency)
-        inference.judges = dict(catalog.routes)
+        inference.pickers = dict(catalog.routes)
         return cls(
             config=config,
             providers=providers,

@@ -33,7 +33,7 @@ from gateway.errors import NoRouteAvailable, UpstreamError, UpstreamUnavailable
 from gateway.policy.model import EnsembleSpec
 from gateway.providers.base import CallOptions, Endpoint
 from gateway.serving.usage import Usage, usage_from
-from gateway.transcript import prompt_text, render_prompt
+from gateway.transcript import chat_turns, prompt_text, render_prompt
 
 JUDGE_PROMPT = (
     "You are judging answers to the same request. Read the request and the numbered "
@@ -70,7 +70,7 @@ class Candidate:
 class EnsembleResult:
     winner: Candidate
     others: list[Candidate]  # answered (or judged) but not chosen: their cost still counts
-    judge: Candidate | None  # the call that picked the winner (judge or scorer), if any
+    picker: Candidate | None  # the call that picked the winner (judge or scorer), if any
     note: str
 
 
@@ -159,8 +159,8 @@ async def _judge(
 ) -> EnsembleResult:
     if judge_route is None:
         return _chosen(answers, 0, None, "no judge available: first answer")
-    messages = request_body.get("messages") or []
-    question = "\n".join(str(m.get("content")) for m in messages if m.get("role") == "user")
+    turns = chat_turns(request_body.get("messages") or [])
+    question = "\n".join(t.content for t in turns if t.role == "user")
     numbered = "\n\n".join(f"ANSWER {i + 1}:\n{t}" for i, t in enumerate(texts))
     prompt = JUDGE_PROMPT.format(question=question[-4000:], answers=numbered[-12000:])
     body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": 8, "temperature": 0}

@@ -112,7 +112,7 @@ class InferenceService:
         self._metrics = metrics
         self.events = events
         self._latency = latency or LatencyTracker()
-        self.judges: dict[str, ModelRoute] = {}  # every model: ensemble judges and scorers
+        self.pickers: dict[str, ModelRoute] = {}  # every model: an ensemble's judge or scorer
 
     async def serve(self, call: Call, chain: tuple[ModelRoute, ...]) -> Response | SSEResponse:
         plan = call.plan
@@ -142,15 +142,16 @@ class InferenceService:
     ) -> Answer:
         picker = self._picker_route(chain, spec)
         question = call.body_for(picker) if picker is not None else call.body
-        unmasked = call.pii is not None and question is call.body
+        # A picker that sees the request unmasked reads the answers unmasked too.
+        reveal = call.pii.restore if call.pii is not None and question is call.body else None
         result = await run_ensemble(
             self._dispatcher, spec, chain, self._attempt(call), call.request_id, question, picker,
-            call.pii.restore if unmasked and call.pii is not None else None,
+            reveal,
         )  # fmt: skip
         trace, winner = call.trace, result.winner
         trace.route = winner.route
         trace.fallbacks = chain.index(winner.route)
-        extras = [*result.others, *([result.judge] if result.judge else [])]
+        extras = [*result.others, *([result.picker] if result.picker else [])]
         for candidate in (winner, *extras):
             trace.attempts += candidate.trace.attempts
             trace.upstream_s = max(trace.upstream_s, candidate.trace.upstream_s)
@@ -169,7 +170,7 @@ class InferenceService:
         name = spec.picker
         if name is None:
             return None
-        return next((r for r in chain if r.name == name), None) or self.judges.get(name)
+        return next((r for r in chain if r.name == name), None) or self.pickers.get(name)
 
     def _attempt(self, call: Call) -> Any:
         async def attempt(route: ModelRoute, options: CallOptions) -> Answer:
