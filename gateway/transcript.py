@@ -102,3 +102,9 @@ def prompt_text(prompt: Prompt) -> str:
     if len(prompt) == 1 and prompt[0].role == "user":
         return prompt[0].content
     return "\n\n".join(f"{t.role}: {t.content}" for t in prompt)
+
+
+def reward_prompt(prompt: str | Sequence[Mapping[str, Any]]) -> str:
+    """`prompt_text` of a prompt given as a string (one user turn) or as chat messages:
+    what RL rewards and the gates hand a reward model."""
+    return prompt if isinstance(prompt, str) else prompt_text(chat_turns(prompt))

@@ -28,6 +28,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
+from gateway.transcript import reward_prompt
 from learner import gates_metrics as gm
 from learner.gates_metrics import Prompt as Prompt
 from learner.gates_metrics import kl_to_base
@@ -171,7 +172,7 @@ def evaluate(
     c = config or GateConfig()
     if not len(examples) == len(candidate) == len(baseline):
         raise ValueError("examples, candidate outputs and baseline outputs differ in length")
-    texts = [gm.reward_prompt(e.prompt) for e in examples]
+    texts = [reward_prompt(e.prompt) for e in examples]
     cand_r = [reward(p, out) for p, out in zip(texts, candidate, strict=True)]
     base_r = [reward(p, out) for p, out in zip(texts, baseline, strict=True)]
     hits = gm.matches(candidate, c.unsafe_markers)

@@ -28,8 +28,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from gateway.transcript import chat_turns, prompt_text
-
 Prompt = str | Sequence[Mapping[str, str]]  # a user message, or chat messages {role, content}
 
 REFUSAL_PHRASES: tuple[str, ...] = (
@@ -159,14 +157,6 @@ def paired_bootstrap_ci(
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(means, [tail, 1.0 - tail])
     return (float(low), float(high))
-
-
-def reward_prompt(prompt: Prompt) -> str:
-    """What the reward model reads as this prompt: the rendering it was trained on
-    (`gateway.transcript.prompt_text`); a string is one user turn."""
-    if isinstance(prompt, str):
-        return prompt
-    return prompt_text(chat_turns(prompt))
 
 
 def chat_ids(tokenizer: Any, prompt: Prompt) -> list[int]:

@@ -59,16 +59,19 @@ class TrainRequest:
         tenant, intent = _slug(self.tenant, 40), _slug(self.intent or "", 30)
         name = "-".join(p for p in (tenant, intent, self.kind) if p)
         if self.intent or tenant != self.tenant:
-            digest = hashlib.sha256(f"{self.tenant}\0{self.intent or ''}".encode()).hexdigest()
-            name += f"-{digest[:6]}"
+            name += f"-{_digest(self.tenant, self.intent or '')}"
         return name
 
 
 def reward_models_dir(out_root: Path, tenant: str) -> Path:
     """Where a tenant's reward models are saved, one directory per snapshot: a tenant's
     reward model, trained on its data, only ever drives its own RL runs and gates."""
-    digest = hashlib.sha256(tenant.encode()).hexdigest()[:6]
-    return out_root / "reward_models" / f"{_slug(tenant, 40) or 'tenant'}-{digest}"
+    return out_root / "reward_models" / f"{_slug(tenant, 40) or 'tenant'}-{_digest(tenant)}"
+
+
+def _digest(*parts: str) -> str:
+    """Six hex digits that tell apart names whose readable part may coincide."""
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:6]
 
 
 def _slug(text: str, limit: int) -> str:

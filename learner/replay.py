@@ -216,16 +216,11 @@ class ReplayBuffer:
             for r in reversed(rows)
         ]
 
-    def experiences_by_tenant(self) -> dict[str, int]:
-        rows = self._db.execute("SELECT tenant, COUNT(*) FROM experience GROUP BY tenant")
-        return {tenant: int(n) for tenant, n in rows}
-
-    def logged(self, tenant: str, since: float | None = None, last: int = 50_000) -> list[str]:
-        """Request ids of the tenant's logged interactions, oldest first: the `last` N, from
-        `since` (a timestamp) on when given."""
+    def logged(self, tenant: str, last: int = 50_000) -> list[str]:
+        """Request ids of the tenant's `last` N logged interactions, oldest first."""
         rows = self._db.execute(
-            "SELECT request_id FROM logged WHERE tenant = ? AND ts >= ? ORDER BY ts DESC LIMIT ?",
-            (tenant, since if since is not None else float("-inf"), int(last)),
+            "SELECT request_id FROM logged WHERE tenant = ? ORDER BY ts DESC LIMIT ?",
+            (tenant, int(last)),
         ).fetchall()
         return [r[0] for r in reversed(rows)]
 
@@ -239,7 +234,7 @@ class ReplayBuffer:
     def counts(self) -> dict[str, int]:
         return {
             table: int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
-            for table in ("pending", "feedback", "experience", "logged")
+            for table in ("pending", "feedback", "experience")
         }
 
     def prune(self, before_ts: float) -> None:

@@ -40,6 +40,14 @@ class Scheduler:
     last: dict[tuple[str, str], float] = field(default_factory=dict)  # -> when it started
     started: list[tuple[str, str]] = field(default_factory=list)  # (tenant, kind), for status
 
+    def __post_init__(self) -> None:
+        path = self.state_dir / STATE_FILE
+        try:
+            saved = json.loads(path.read_text()) if path.exists() else []
+            self.last = {(str(t), str(k)): float(at) for t, k, at in saved} | self.last
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("ignoring unreadable %s: %s", path, exc)
+
     def tick(
         self,
         policies: Mapping[str, Policy],
@@ -61,13 +69,12 @@ class Scheduler:
                 if kind in self.running or now - last < schedule.every_s:
                     continue
                 new = arrived(tenant, last)
-                if (
-                    new < schedule.min_new
-                    or killed(tenant, kind)
-                    or (kind == "rl" and self.reward_model(tenant) is None)
-                ):
+                if new < schedule.min_new or killed(tenant, kind):
                     continue
-                command = self._command(tenant, kind, schedule)
+                reward_model = self.reward_model(tenant)
+                if kind == "rl" and reward_model is None:
+                    continue
+                command = self._command(tenant, kind, schedule, reward_model)
                 self.running[kind] = self.spawn(command)
                 self.last[(tenant, kind)] = now
                 self._save()
@@ -75,14 +82,6 @@ class Scheduler:
                 log.info("training run %s for %s started (%d new interactions)", kind, tenant, new)
         self.started += begun
         return begun
-
-    def __post_init__(self) -> None:
-        path = self.state_dir / STATE_FILE
-        try:
-            saved = json.loads(path.read_text()) if path.exists() else []
-            self.last = {(str(t), str(k)): float(at) for t, k, at in saved} | self.last
-        except (OSError, ValueError, TypeError) as exc:
-            log.warning("ignoring unreadable %s: %s", path, exc)
 
     def _save(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -97,7 +96,9 @@ class Scheduler:
         found = [p for p in root.glob("*/reward_model.json")] if root.is_dir() else []
         return max(found, key=lambda p: p.stat().st_mtime).parent if found else None
 
-    def _command(self, tenant: str, kind: str, schedule: JobSchedule) -> list[str]:
+    def _command(
+        self, tenant: str, kind: str, schedule: JobSchedule, reward_model: Path | None
+    ) -> list[str]:
         args = [sys.executable, "-m", "gateway", "learner", "train", kind.replace("_", "-")]
         args += ["--tenant", tenant, "--state-dir", str(self.state_dir)]
         args += ["--steps", str(schedule.steps)]
@@ -105,9 +106,8 @@ class Scheduler:
             args += ["--intent", schedule.intent]
         if self.config_path is not None:
             args += ["--config", str(self.config_path)]
-        model = self.reward_model(tenant)
-        if model is not None:
-            args += ["--reward-model", str(model)]
+        if reward_model is not None:
+            args += ["--reward-model", str(reward_model)]
         if not schedule.needs_approval:
             args.append("--no-approval")
         return args

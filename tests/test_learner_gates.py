@@ -15,6 +15,7 @@ pytest.importorskip("peft")
 from peft import LoraConfig, get_peft_model  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 
+from gateway.transcript import reward_prompt  # noqa: E402
 from learner import gates_metrics as gm  # noqa: E402
 from learner.gates import (  # noqa: E402
     GateConfig,
@@ -98,7 +99,7 @@ def test_repetitive_candidate_is_rejected() -> None:
 def test_genuinely_better_candidate_passes() -> None:
     wrong = ["I believe the capital city is Lyon in my view." for _ in CITIES]
     better = [f"The capital is {c}, a large and old city." for c in CITIES]
-    reward = correctness({gm.reward_prompt(e.prompt): e.label or "" for e in EXAMPLES})
+    reward = correctness({reward_prompt(e.prompt): e.label or "" for e in EXAMPLES})
     report = evaluate(EXAMPLES, better, wrong, reward, kl=0.05, names=("qa-v2", "qa-v1"))
     assert report.passed, report.summary()
     assert report.failed == [] and report.audits_fired == []
@@ -141,7 +142,7 @@ def test_task_regression_and_reward_lower_bound() -> None:
     report = evaluate(EXAMPLES, worse, ACTIVE, lambda p, r: 0.5, kl=0.0)
     assert report.failed == ["task"]
     noisy = [0.3 if i % 2 else -0.25 for i in range(len(EXAMPLES))]
-    rewards = {gm.reward_prompt(e.prompt): noisy[i] for i, e in enumerate(EXAMPLES)}
+    rewards = {reward_prompt(e.prompt): noisy[i] for i, e in enumerate(EXAMPLES)}
 
     def reward(prompt: str, response: str) -> float:
         return rewards[prompt] if response.startswith("The") else 0.0
@@ -169,8 +170,8 @@ def test_text_metrics() -> None:
     assert gm.refusal_rate(["I\u2019m unable to do that", "ok"]) == 0.5
     chat = [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}]
     # the rendering the reward model was trained on: every turn once there is more than one
-    assert gm.reward_prompt(chat) == "system: s\n\nuser: hi"
-    assert gm.reward_prompt([chat[1]]) == "hi" and gm.reward_prompt("hey") == "hey"
+    assert reward_prompt(chat) == "system: s\n\nuser: hi"
+    assert reward_prompt([chat[1]]) == "hi" and reward_prompt("hey") == "hey"
     assert gm.length_ratio(["a b c d"], [""]) == 4.0
     low, high = gm.paired_bootstrap_ci([1.0, 2.0, 3.0, 4.0], [0.0] * 4, 500, 0.9, seed=1)
     assert 1.0 <= low < 2.5 < high <= 4.0

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gateway.transcript import chat_turns, prompt_text
+from gateway.transcript import reward_prompt
 
 RewardFn = Callable[[list[str], list[str]], list[float]]
 
@@ -40,15 +40,10 @@ class Reward:
 
         def trl_reward(prompts: Sequence[Any], completions: Sequence[Any], **_: Any) -> list[float]:
             texts = [_text(c, "assistant") for c in completions]
-            return [float(r) for r in self.fn([_prompt(p) for p in prompts], texts)]
+            return [float(r) for r in self.fn([reward_prompt(p) for p in prompts], texts)]
 
         trl_reward.__name__ = self.name
         return trl_reward
-
-
-def _prompt(value: Any) -> str:
-    """A conversational prompt as the reward model was trained to read it."""
-    return value if isinstance(value, str) else prompt_text(chat_turns(value))
 
 
 def _text(value: Any, role: str) -> str:
