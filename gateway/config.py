@@ -27,6 +27,13 @@ class ServerConfig(Strict):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = True
+    # HTTP limits enforced while a request arrives (gateway/http_limits.py): over the
+    # header size or count, 431; headers or body too slow, 408; then the connection closes.
+    max_header_bytes: int = Field(32 * 1024, ge=1024)
+    max_headers: int = Field(100, ge=8)
+    header_timeout_s: float = Field(10.0, gt=0)
+    body_timeout_s: float = Field(30.0, gt=0, description="the longest pause between body chunks")
+    body_total_timeout_s: float = Field(120.0, gt=0, description="the whole body")
 
 
 class ProviderConfig(Strict):

@@ -94,6 +94,31 @@ class PayloadTooLarge(GatewayError):
     default_code = "request_too_large"
 
 
+class RequestTimeout(GatewayError):
+    """The request's headers or body did not arrive in time (the connection is closed)."""
+
+    status = 408
+    error_type = "invalid_request_error"
+    default_code = "request_timeout"
+
+
+class HeadersTooLarge(GatewayError):
+    """The request's headers are over the size or count limit (the connection is closed)."""
+
+    status = 431
+    error_type = "invalid_request_error"
+    default_code = "request_headers_too_large"
+
+
+class ClientDisconnected(GatewayError):
+    """The client went away before its answer was ready: the call was cancelled. Nobody
+    reads the response; the status (nginx's 499) is for logs, metrics and the event."""
+
+    status = 499
+    error_type = "invalid_request_error"
+    default_code = "client_disconnected"
+
+
 class RateLimited(GatewayError):
     """A tenant or key limit (requests, tokens, spend) was reached."""
 
@@ -105,6 +130,15 @@ class RateLimited(GatewayError):
         seconds = max(1, int(retry_after_s + 0.999))
         super().__init__(message, code=code, headers={"retry-after": str(seconds)})
         self.retry_after_s = retry_after_s
+
+
+# --- the gateway's fault -------------------------------------------------------------
+
+
+class InternalError(GatewayError):
+    """A bug caught at the request's boundary: a 500 that still carries the request id."""
+
+    default_code = "internal_error"
 
 
 # --- an upstream's fault ------------------------------------------------------------

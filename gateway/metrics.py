@@ -128,6 +128,12 @@ class GatewayMetrics:
             ["endpoint"],
             registry=r,
         )
+        self.internal_errors = Counter(
+            "flywheel_internal_errors_total",
+            "Bugs caught at a request's boundary: 500s, and events that could not be built",
+            ["where"],
+            registry=r,
+        )
 
     def breaker_changed(self, route: str, state: BreakerState) -> None:
         self.breaker_state.labels(route).set(int(state))

@@ -20,7 +20,105 @@ class Wire(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
 
-TextContent = str | list[dict[str, Any]]
+# Discriminator tags start with "#": they appear in an error's location, never in `param`.
+_TAG = "#"
+
+
+def _kind_of_content(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "#text"
+    return "#parts" if isinstance(value, list) else None
+
+
+def _kind_of_input(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "#text"
+    return "#items" if isinstance(value, list) else None
+
+
+def _part_kind(known: frozenset[str]) -> Any:
+    """A discriminator for content parts: the part's own `type` when modelled, `#other`
+    for any other string type (passed through as it is), None (refused) otherwise."""
+
+    def kind(value: Any) -> str | None:
+        part_type = value.get("type") if isinstance(value, dict) else None
+        if not isinstance(part_type, str):
+            return None
+        return part_type if part_type in known else "#other"
+
+    return kind
+
+
+class ContentPart(Wire):
+    """Any content part: an object whose `type` is a string."""
+
+    type: str
+
+
+class TextPart(ContentPart):
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(Wire):
+    url: str
+    detail: str | None = None
+
+
+class ImagePart(ContentPart):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+class InputAudio(Wire):
+    data: str
+    format: str
+
+
+class AudioPart(ContentPart):
+    type: Literal["input_audio"]
+    input_audio: InputAudio
+
+
+class FileRef(Wire):
+    file_data: str | None = None
+    file_id: str | None = None
+    filename: str | None = None
+
+
+class FilePart(ContentPart):
+    type: Literal["file"]
+    file: FileRef
+
+
+class RefusalPart(ContentPart):
+    type: Literal["refusal"]
+    refusal: str
+
+
+_PART_ERROR = "a content part must be an object with a string `type` (text, image_url, ...)"
+_CONTENT_ERROR = "content must be a string or a list of content parts"
+
+ChatPart = Annotated[
+    Annotated[TextPart, Tag("text")]
+    | Annotated[ImagePart, Tag("image_url")]
+    | Annotated[AudioPart, Tag("input_audio")]
+    | Annotated[FilePart, Tag("file")]
+    | Annotated[RefusalPart, Tag("refusal")]
+    | Annotated[ContentPart, Tag("#other")],
+    Discriminator(
+        _part_kind(frozenset({"text", "image_url", "input_audio", "file", "refusal"})),
+        custom_error_type="invalid_content_part",
+        custom_error_message=_PART_ERROR,
+    ),
+]
+
+TextContent = Annotated[
+    Annotated[str, Tag("#text")] | Annotated[list[ChatPart], Tag("#parts")],
+    Discriminator(
+        _kind_of_content, custom_error_type="invalid_content", custom_error_message=_CONTENT_ERROR
+    ),
+]
 
 
 class SystemMessage(Wire):
@@ -123,8 +221,37 @@ class ChatCompletionRequest(SamplingFields):
     metadata: dict[str, str] | None = None
 
 
+def _kind_of_prompt(value: Any) -> str | None:
+    """Which of the four prompt shapes `value` claims to be, by its first element."""
+    if isinstance(value, str):
+        return "#text"
+    if not isinstance(value, list):
+        return None
+    first = value[0] if value else ""
+    if isinstance(first, str):
+        return "#texts"
+    if isinstance(first, int) and not isinstance(first, bool):
+        return "#tokens"
+    return "#token-lists" if isinstance(first, list) else None
+
+
+# A completion prompt or an embedding input: text, texts, token ids, or lists of them.
+Prompt = Annotated[
+    Annotated[str, Tag("#text")]
+    | Annotated[list[str], Tag("#texts")]
+    | Annotated[list[int], Tag("#tokens")]
+    | Annotated[list[list[int]], Tag("#token-lists")],
+    Discriminator(
+        _kind_of_prompt,
+        custom_error_type="invalid_prompt",
+        custom_error_message="must be a string, a list of strings, or token ids (a list of "
+        "integers or a list of such lists)",
+    ),
+]
+
+
 class CompletionRequest(SamplingFields):
-    prompt: str | list[str] | list[int] | list[list[int]]
+    prompt: Prompt
     max_tokens: int | None = Field(None, ge=0)
     logprobs: int | None = Field(None, ge=0, le=5)
     echo: bool | None = None
@@ -133,15 +260,69 @@ class CompletionRequest(SamplingFields):
 
 class EmbeddingRequest(Wire):
     model: str = Field(min_length=1, max_length=256)
-    input: str | list[str] | list[int] | list[list[int]]
+    input: Prompt
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: int | None = Field(None, ge=1)
     user: str | None = None
 
 
+class ResponsesTextPart(ContentPart):
+    type: Literal["input_text", "output_text"]
+    text: str
+
+
+class ResponsesImagePart(ContentPart):
+    type: Literal["input_image"]
+    image_url: str | None = None
+    file_id: str | None = None
+    detail: str | None = None
+
+
+ResponsesPart = Annotated[
+    Annotated[ResponsesTextPart, Tag("input_text")]
+    | Annotated[ResponsesTextPart, Tag("output_text")]
+    | Annotated[ResponsesImagePart, Tag("input_image")]
+    | Annotated[AudioPart, Tag("input_audio")]
+    | Annotated[RefusalPart, Tag("refusal")]
+    | Annotated[ContentPart, Tag("#other")],
+    Discriminator(
+        _part_kind(frozenset({"input_text", "output_text", "input_image", "input_audio", "refusal"})),
+        custom_error_type="invalid_content_part",
+        custom_error_message=_PART_ERROR,
+    ),
+]
+
+ResponsesContent = Annotated[
+    Annotated[str, Tag("#text")] | Annotated[list[ResponsesPart], Tag("#parts")],
+    Discriminator(
+        _kind_of_content, custom_error_type="invalid_content", custom_error_message=_CONTENT_ERROR
+    ),
+]
+
+
+class ResponsesItem(Wire):
+    """One `input` item: a message (`role` + `content`), a function call or its output,
+    or another item type passed on as it is."""
+
+    type: str | None = None
+    role: str | None = None
+    content: ResponsesContent | None = None
+    output: ResponsesContent | None = None
+
+
+ResponsesInput = Annotated[
+    Annotated[str, Tag("#text")] | Annotated[list[ResponsesItem], Tag("#items")],
+    Discriminator(
+        _kind_of_input,
+        custom_error_type="invalid_input",
+        custom_error_message="input must be a string or a list of items",
+    ),
+]
+
+
 class ResponsesRequest(Wire):
     model: str = Field(min_length=1, max_length=256)
-    input: str | list[dict[str, Any]]
+    input: ResponsesInput
     instructions: str | None = None
     max_output_tokens: int | None = Field(None, ge=1)
     stream: bool | None = False
@@ -161,6 +342,8 @@ def validate(model: type[Wire], body: Any) -> Wire:
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
         param = _param(error["loc"])
+        if error["type"] == "invalid_content_part" and isinstance(error.get("input"), dict):
+            param += ".type"  # an object whose `type` is missing or not a string
         if error["type"] == "missing":
             message = f"Missing required parameter: '{param}'"
         else:
@@ -175,6 +358,8 @@ def _param(loc: tuple[int | str, ...]) -> str:
             out += f"[{part}]"
         elif loc[0] == "messages" and i == 2 and part in _ROLE_TAGS:
             continue  # the discriminator's tag (messages[i].<role>), not part of the path
+        elif part.startswith(_TAG) or (i >= 2 and loc[i - 2] == "#parts"):
+            continue  # a content (or a content part's type) discriminator's tag
         else:
             out += f".{part}" if out else str(part)
     return out or "body"

@@ -112,7 +112,7 @@ class OpenAIRoutes:
             pii=pii,
             guard=findings_for_event(findings),
         )
-        return await state.inference.serve(call, plan.chain)
+        return await state.inference.serve(call, plan.chain, request.receive)
 
     def _rejected(
         self, request_id: str, tenant: str, endpoint: Endpoint, exc: GatewayError

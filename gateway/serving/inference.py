@@ -15,11 +15,18 @@ from typing import Any, Protocol
 
 import orjson
 from starlette.responses import Response
+from starlette.types import Receive
 
 from gateway.auth import Principal
 from gateway.catalog import ModelRoute
 from gateway.dispatch import Dispatcher, Trace
-from gateway.errors import GatewayError, status_of
+from gateway.errors import (
+    ClientDisconnected,
+    GatewayError,
+    InternalError,
+    UpstreamError,
+    status_of,
+)
 from gateway.events import InteractionEvent
 from gateway.http import JSON, error_response
 from gateway.limits import Admission, Limiter
@@ -32,6 +39,7 @@ from gateway.providers.base import CallOptions, Endpoint
 from gateway.redaction.redactor import RequestPII
 from gateway.responses_api import chat_request_from_responses, response_from_chat
 from gateway.serving.ensemble import run_ensemble
+from gateway.serving.disconnect import until_disconnect
 from gateway.serving.event_builder import build_event, plan_headers
 from gateway.serving.relay import Relay, SSEResponse, StreamEnd, open_relay
 from gateway.serving.transforms import (
@@ -68,6 +76,7 @@ class Call:
     extra_usd: float = 0.0
     extra_tokens: int = 0
     pick: str | None = None  # how an ensemble chose the answer, for the event
+    finished: bool = False  # accounted for (limits settled, logged, event sent)
     _chat_body: tuple[dict[str, Any], dict[str, Any]] | None = None
 
     @property
@@ -114,28 +123,61 @@ class InferenceService:
         self._latency = latency or LatencyTracker()
         self.pickers: dict[str, ModelRoute] = {}  # every model: an ensemble's judge or scorer
 
-    async def serve(self, call: Call, chain: tuple[ModelRoute, ...]) -> Response | SSEResponse:
+    async def serve(
+        self, call: Call, chain: tuple[ModelRoute, ...], receive: Receive | None = None
+    ) -> Response | SSEResponse:
+        """Answer `call`. With the request's `receive` channel (its body already read), a
+        client that disconnects before the answer is ready cancels the upstream call."""
+        try:
+            return await self._serve(call, chain, receive)
+        except Exception as exc:  # the one boundary: a bug answers 500, with the request id
+            return self._internal_error(call, exc)
+
+    async def _serve(
+        self, call: Call, chain: tuple[ModelRoute, ...], receive: Receive | None
+    ) -> Response | SSEResponse:
         plan = call.plan
         if plan is not None and plan.deadline_s is not None:
             call.trace.deadline = call.started + plan.deadline_s
+        relay: Relay | None = None
         try:
             if call.stream:
-                relay = await self._dispatcher.run(chain, self._stream_attempt(call), call.trace)
+                work: Any = self._dispatcher.run(chain, self._stream_attempt(call), call.trace)
             elif plan is not None and plan.ensemble is not None and call.endpoint is Endpoint.CHAT:
-                answer = await self._ensemble(call, chain, plan.ensemble)
+                work = self._ensemble(call, chain, plan.ensemble)
             else:
-                answer = await self._dispatcher.run(chain, self._attempt(call), call.trace)
+                work = self._dispatcher.run(chain, self._attempt(call), call.trace)
+            result = await until_disconnect(work, receive)
+        except ClientDisconnected as exc:
+            self._metrics.client_disconnects.labels(call.endpoint.value).inc()
+            self.finish(call, Usage(), status=exc.status, error=exc)
+            return error_response(exc, self.headers(call))
         except GatewayError as exc:
             self.finish(call, Usage(), status=status_of(exc), error=exc)
             return error_response(exc, self.headers(call))
         if call.stream:
+            relay = result
+            assert relay is not None
             call.ttft_s = time.perf_counter() - call.started
             self._metrics.ttft.labels(call.principal.tenant, call.model).observe(call.ttft_s)
             return SSEResponse(relay, self.headers(call), lambda r: self._stream_done(call, r))
+        answer: Answer = result
         if call.pii is not None:  # masked values back, after any ensemble judged the answers
             answer.body = call.pii.restore(answer.body)
         self.finish(call, answer.usage, status=200, answer=answer.body)
         return Response(answer.body, 200, self.headers(call), media_type=JSON)
+
+    def _internal_error(self, call: Call, exc: Exception) -> Response:
+        """An unexpected failure on the request path: logged with the request id and a
+        traceback, counted, accounted for as a 500, and answered in OpenAI's format."""
+        fields = {"request_id": call.request_id, "tenant": call.principal.tenant,
+                  "endpoint": call.endpoint.value, "error": f"{type(exc).__name__}: {exc}"}  # fmt: skip
+        log.error("internal_error", exc_info=exc, extra={"fields": fields})
+        self._metrics.internal_errors.labels("serve").inc()
+        error = InternalError("The gateway hit an internal error")
+        if not call.finished:
+            self.finish(call, Usage(), status=error.status, error=error)
+        return error_response(error, self.headers(call))
 
     async def _ensemble(
         self, call: Call, chain: tuple[ModelRoute, ...], spec: EnsembleSpec
@@ -179,7 +221,10 @@ class InferenceService:
                 chat = {**call.chat_body(route), "model": route.upstream_model}
                 raw = await provider.send(Endpoint.CHAT, chat, options)
                 translated = response_from_chat(parse_chunk(raw), call.body)
-                raw = orjson.dumps(translated)
+                try:
+                    raw = orjson.dumps(translated)
+                except orjson.JSONEncodeError as exc:  # e.g. nested past orjson's limit
+                    raise UpstreamError(f"the upstream's answer cannot be relayed: {exc}") from exc
             else:
                 body = {**call.body_for(route), "model": route.upstream_model}
                 raw = await provider.send(call.endpoint, body, options)
@@ -254,6 +299,7 @@ class InferenceService:
         content: dict[str, Any] | None = None,
     ) -> None:
         """Account for a finished request exactly once: limits, metrics, log, event."""
+        call.finished = True
         trace, metrics = call.trace, self._metrics
         total_s = time.perf_counter() - call.started
         tenant = call.principal.tenant
@@ -298,11 +344,33 @@ class InferenceService:
         if route is not None and status == 200:
             self._latency.observe(route_name, trace.upstream_s)
         if self.events is not None:
+            self._publish(call, usage, status, total_s, cost, error, stream_end, answer, content)
+
+    def _publish(
+        self,
+        call: Call,
+        usage: Usage,
+        status: int,
+        total_s: float,
+        cost: float,
+        error: GatewayError | None,
+        stream_end: StreamEnd | None,
+        answer: bytes | None,
+        content: dict[str, Any] | None,
+    ) -> None:
+        """Build and publish the request's event. The client has (or is about to have) its
+        answer, so a failure here is a bug to log and count, never the client's error."""
+        assert self.events is not None
+        try:
             if call.log_content and answer is not None:
                 content = _json_or_none(answer)
-            self.events.publish(
-                build_event(call, usage, status, total_s, cost, error, stream_end, content)
-            )
+            event = build_event(call, usage, status, total_s, cost, error, stream_end, content)
+            self.events.publish(event)
+        except Exception as exc:  # the boundary the answer must cross unharmed
+            fields = {"request_id": call.request_id, "tenant": call.principal.tenant,
+                      "error": f"{type(exc).__name__}: {exc}"}  # fmt: skip
+            log.error("event_failed", exc_info=exc, extra={"fields": fields})
+            self._metrics.internal_errors.labels("event").inc()
 
 
 def _json_or_none(raw: bytes) -> dict[str, Any] | None:
