@@ -153,6 +153,21 @@ class EventsConfig(Strict):
     flush_interval_ms: float = Field(100.0, gt=0)
 
 
+class ScanConfig(Strict):
+    """What inspecting one request (PII detection, the injection guard) may cost, so no
+    tenant's input stalls the others (gateway/scanning.py)."""
+
+    # Text inspected per request, in characters; more is refused (413) before any scanning.
+    max_chars: int = Field(1_048_576, ge=1)
+    # Messages, input items, prompts and content parts per request; more is refused (400).
+    max_items: int = Field(2048, ge=1)
+    # A scan not finished by then is refused (503): nothing goes out unscanned.
+    deadline_s: float = Field(10.0, gt=0)
+    # Worker processes for scans larger than inline_chars (smaller ones run in place).
+    workers: int = Field(2, ge=1, le=64)
+    inline_chars: int = Field(8192, ge=0)
+
+
 class FeedbackConfig(Strict):
     horizon_days: float = Field(7.0, gt=0, description="how long feedback waits for its event")
 
@@ -169,6 +184,7 @@ class FlywheelConfig(Strict):
     store: str | None = Field(None, pattern=r"^(sqlite:///|rediss?://).+")
     events: EventsConfig = EventsConfig()
     feedback: FeedbackConfig = FeedbackConfig()
+    scan: ScanConfig = ScanConfig()
     # Per-tenant routing policies and prompt templates (directories of YAML files,
     # relative to the working directory), reloaded when a file changes.
     policies_dir: str = "policies"

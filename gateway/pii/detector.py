@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
+from sortedcontainers import SortedKeyList
+
 from gateway.pii.names import find_person, find_street_address, load_gazetteers
 from gateway.pii.structured import FINDERS
 from gateway.pii.types import STRUCTURED_TYPES, TEXT_TYPES, Entity
@@ -23,13 +25,45 @@ _TEXT_FINDERS: dict[str, Callable[[str], list[Entity]]] = {
 
 
 def resolve_overlaps(entities: Iterable[Entity]) -> list[Entity]:
-    """Keep a non-overlapping subset, preferring long then high-scoring spans; sorted."""
-    ranked = sorted(entities, key=lambda e: (-(e.end - e.start), -e.score, e.start))
+    """Keep a non-overlapping subset, preferring long then high-scoring spans; sorted.
+
+    The greedy choice (longest first, then highest score, then earliest start) is made
+    within each run of spans that overlap or touch (found by one sweep in start order);
+    spans in different runs cannot overlap, so the result is the greedy over all of them,
+    in O(n log n). Most runs are one span and cost nothing.
+    """
+    ordered = sorted(entities, key=_position)
     kept: list[Entity] = []
+    run: list[Entity] = []
+    reach = 0
+    for entity in ordered:
+        if run and entity.start > reach:
+            kept.extend(run if len(run) == 1 else _greedy(run))
+            run = []
+        if not run or entity.end > reach:
+            reach = entity.end
+        run.append(entity)
+    if run:
+        kept.extend(run if len(run) == 1 else _greedy(run))
+    return kept
+
+
+def _position(entity: Entity) -> tuple[int, int]:
+    return entity.start, entity.end
+
+
+def _greedy(run: list[Entity]) -> list[Entity]:
+    """The greedy choice within one run, sorted by position. A candidate overlaps a kept span
+    iff the kept span starting last before the candidate's end reaches past its start: kept
+    spans are disjoint, so their ends ascend with their starts."""
+    ranked = sorted(run, key=lambda e: (-(e.end - e.start), -e.score, e.start))
+    kept: SortedKeyList[Entity] = SortedKeyList(key=_position)
     for entity in ranked:
-        if all(entity.end <= k.start or entity.start >= k.end for k in kept):
-            kept.append(entity)
-    return sorted(kept, key=lambda e: (e.start, e.end))
+        before = kept.bisect_key_left((entity.end, -1))  # kept spans starting before its end
+        if before and kept[before - 1].end > entity.start:
+            continue
+        kept.add(entity)
+    return list(kept)
 
 
 class PIIDetector:
