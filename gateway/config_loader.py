@@ -25,6 +25,8 @@ from pydantic import ValidationError
 from gateway.config import FlywheelConfig
 from gateway.yaml_lines import line_index as _line_index
 from gateway.yaml_lines import nearest_line as _nearest_line
+from gateway.yaml_lines import yaml_problem
+from gateway.yaml_load import CONFIG_BUDGET, VALUE_BUDGET, load
 
 ENV_PREFIX = "FLYWHEEL_"
 DEFAULT_CONFIG_NAME = "embedded defaults (gateway/defaults/flywheel.yaml)"
@@ -53,12 +55,9 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
 
 def parse_config(text: str, source: str, env: Mapping[str, str]) -> FlywheelConfig:
     try:
-        raw = yaml.safe_load(text) or {}
+        raw = load(text, CONFIG_BUDGET) or {}
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from exc
+        raise ConfigError(yaml_problem(exc, source)) from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping, got {type(raw).__name__}")
     overridden = apply_env_overrides(raw, env)
@@ -79,7 +78,7 @@ def apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> set[tupl
         if path[0] not in sections or not all(path):
             continue
         try:
-            value = yaml.safe_load(env[name])
+            value = load(env[name], VALUE_BUDGET)
         except yaml.YAMLError as exc:
             raise ConfigError(f"environment {name}: not a YAML value: {exc}") from exc
         node = raw

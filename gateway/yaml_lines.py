@@ -9,6 +9,8 @@ from __future__ import annotations
 import yaml
 from pydantic import ValidationError
 
+from gateway.yaml_load import CONFIG_BUDGET, YAMLBudget, YAMLBudgetError, compose
+
 
 def problems(exc: ValidationError, text: str, source: str) -> list[str]:
     lines = line_index(text)
@@ -26,13 +28,16 @@ def problems(exc: ValidationError, text: str, source: str) -> list[str]:
 def yaml_problem(exc: yaml.YAMLError, source: str) -> str:
     mark = getattr(exc, "problem_mark", None)
     where = f"{source}:{mark.line + 1}" if mark is not None else source
+    if isinstance(exc, YAMLBudgetError):
+        return f"{where}: refused: {exc.problem}"
     return f"{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}"
 
 
-def line_index(text: str) -> dict[tuple[str, ...], int]:
-    """Map each key path in the YAML document to its 1-based line."""
+def line_index(text: str, budget: YAMLBudget = CONFIG_BUDGET) -> dict[tuple[str, ...], int]:
+    """Map each key path in the YAML document to its 1-based line (empty when the
+    document is not YAML or over `budget`)."""
     try:
-        root = yaml.compose(text)
+        root = compose(text, budget)
     except yaml.YAMLError:
         return {}
     index: dict[tuple[str, ...], int] = {}

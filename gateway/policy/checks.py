@@ -1,12 +1,16 @@
 """Cross-checks of a policy against the rest of the system, at load time: every model a
 rule names exists (or names an adapter of a local model, `local/smollm2-135m:support`,
 resolved by the registry per request), every template it names is loaded, an ensemble's
-judge or scorer is a known model."""
+judge or scorer is a known model, every intent a rule or a job names is a built-in intent
+or one the policy teaches, every SLA tier a rule names is declared, and every model a
+rule's `when` names is one of the policy's virtual models (a concrete model bypasses the
+policy, so such a rule could never match)."""
 
 from __future__ import annotations
 
 from gateway.adapters.resolve import adapter_target
 from gateway.catalog import ModelCatalog
+from gateway.classify.types import BUILTIN_INTENTS, MULTIMODAL
 from gateway.pii import ALL_TYPES
 from gateway.policy.library import Checker
 from gateway.policy.model import Policy
@@ -16,7 +20,18 @@ from gateway.prompting import TemplateLibrary
 def policy_checker(catalog: ModelCatalog, templates: TemplateLibrary) -> Checker:
     def check(policy: Policy) -> list[tuple[tuple[str, ...], str]]:
         found: list[tuple[tuple[str, ...], str]] = []
+        intents = {*BUILTIN_INTENTS, MULTIMODAL, *policy.intents}
         for i, rule in enumerate(policy.rules):
+            when = ("rules", str(i), "when")
+            for name in rule.when.intent or ():
+                if name not in intents:
+                    found.append(((*when, "intent"), f"unknown intent {name!r}"))
+            for name in rule.when.sla or ():
+                if name not in policy.sla.tiers:
+                    found.append(((*when, "sla"), f"unknown SLA tier {name!r}"))
+            for name in rule.when.model or ():
+                if name not in policy.virtual_models:
+                    found.append(((*when, "model"), f"{name!r} is not one of the virtual_models"))
             where = ("rules", str(i), "route")
             for name in rule.route.chain:
                 if name not in catalog.routes and adapter_target(catalog.routes, name) is None:
@@ -29,6 +44,8 @@ def policy_checker(catalog: ModelCatalog, templates: TemplateLibrary) -> Checker
             if rule.route.template and not _has(templates, rule.route.template):
                 found.append(((*where, "template"), f"unknown template {rule.route.template!r}"))
         for intent, ref in policy.templates.items():
+            if intent != "default" and intent not in intents:
+                found.append((("templates", intent), f"unknown intent {intent!r}"))
             template_id, _, version = ref.partition("@")
             loaded = templates.get(template_id, version or None)
             if loaded is None:
@@ -36,6 +53,11 @@ def policy_checker(catalog: ModelCatalog, templates: TemplateLibrary) -> Checker
                 continue
             for problem in loaded.variable_problems(policy.template_variables):
                 found.append((("template_variables",), f"{ref}: {problem}"))
+        for kind, job in policy.learning.jobs.items():
+            if job.intent is not None and job.intent not in intents:
+                found.append(
+                    (("learning", "jobs", kind, "intent"), f"unknown intent {job.intent!r}")
+                )
         unknown = sorted(set(policy.pii.types or ()) - ALL_TYPES)
         if unknown:
             found.append(

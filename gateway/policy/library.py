@@ -3,12 +3,15 @@
 A bad file is rejected with `"<file>:<line>: <key>: <problem>"` and the last good
 version of that tenant's policy keeps serving; a removed file removes the policy. The
 loaded policies are an immutable mapping swapped whole, so readers never see half a
-reload.
+reload. Reading is bounded (`gateway.yaml_load.POLICY_BUDGET`: size, aliases, nodes)
+and so is the policy itself (`gateway.policy.model`: rules, intents, examples); both
+`reload` and `put` block, so the gateway runs them in a thread.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,7 @@ from pydantic import ValidationError
 from gateway.logs import log_event
 from gateway.policy.model import Policy
 from gateway.yaml_lines import line_index, nearest_line, problems, yaml_problem
+from gateway.yaml_load import POLICY_BUDGET, load
 
 log = logging.getLogger("flywheel.policy")
 
@@ -43,7 +47,7 @@ class PolicyError(Exception):
 def parse_policy(text: str, source: str, check: Checker | None = None) -> Policy:
     """Parse and validate one policy file's text; PolicyError names file, line and key."""
     try:
-        raw = yaml.safe_load(text)
+        raw = load(text, POLICY_BUDGET)
     except yaml.YAMLError as exc:
         raise PolicyError([yaml_problem(exc, source)]) from None
     if not isinstance(raw, dict):
@@ -55,7 +59,7 @@ def parse_policy(text: str, source: str, check: Checker | None = None) -> Policy
     if check is not None:
         found = check(policy)
         if found:
-            lines = line_index(text)
+            lines = line_index(text, POLICY_BUDGET)
             raise PolicyError(
                 [
                     f"{source}:{nearest_line(lines, path)}: {'.'.join(path)}: {problem}"
@@ -71,6 +75,7 @@ class PolicyLibrary:
         self._check = check
         self._by_tenant: Mapping[str, LoadedPolicy] = MappingProxyType({})
         self._by_file: dict[str, LoadedPolicy] = {}
+        self._lock = threading.Lock()  # reload (file watcher) and put (admin) in threads
         self.errors: list[str] = []
 
     def get(self, tenant: str) -> Policy | None:
@@ -82,6 +87,18 @@ class PolicyLibrary:
 
     def reload(self) -> list[str]:
         """Re-read changed files; return the problems found (the old versions stay)."""
+        with self._lock:
+            errors = self._reload()
+        for problem in errors:
+            log_event(
+                log,
+                "policy rejected: last good version keeps serving",
+                logging.WARNING,
+                problem=problem,
+            )
+        return errors
+
+    def _reload(self) -> list[str]:
         errors: list[str] = []
         files = sorted(self.directory.glob("*.yaml")) if self.directory else []
         seen: set[str] = set()
@@ -89,10 +106,16 @@ class PolicyLibrary:
             key = str(path)
             seen.add(key)
             try:
-                mtime = path.stat().st_mtime_ns
+                stat = path.stat()
+                mtime = stat.st_mtime_ns
                 previous = self._by_file.get(key)
                 if previous is not None and previous.mtime_ns == mtime:
                     continue
+                if stat.st_size > POLICY_BUDGET.max_bytes:
+                    raise PolicyError(
+                        [f"{key}: refused: the file is {stat.st_size} bytes; at most "
+                         f"{POLICY_BUDGET.max_bytes} allowed"]
+                    )  # fmt: skip
                 policy = parse_policy(path.read_text("utf-8"), key, self._check)
             except PolicyError as exc:
                 errors += exc.problems
@@ -112,25 +135,43 @@ class PolicyLibrary:
             if not key.startswith("admin:"):
                 log_event(log, "policy removed", file=key)
                 del self._by_file[key]
-        self._by_tenant = MappingProxyType(
-            {loaded.policy.tenant: loaded for loaded in self._by_file.values()}
-        )
+        self._publish()
         self.errors = errors
-        for problem in errors:
-            log_event(
-                log,
-                "policy rejected: last good version keeps serving",
-                logging.WARNING,
-                problem=problem,
-            )
         return errors
 
-    def put(self, text: str, name: str) -> Policy:
-        """A policy posted through the admin API (validated the same way), kept in memory."""
-        source = f"admin:{name}"
+    def parse(self, text: str, tenant: str) -> Policy:
+        """Validate a policy posted for `tenant` completely, without installing it:
+        syntax, budgets, schema, references (the checker) and that it is for `tenant`."""
+        source = f"admin:{tenant}"
         policy = parse_policy(text, source, self._check)
-        self._by_file[source] = LoadedPolicy(policy, source, 0)
-        self._by_tenant = MappingProxyType(
-            {loaded.policy.tenant: loaded for loaded in self._by_file.values()}
-        )
+        if policy.tenant != tenant:
+            line = line_index(text, POLICY_BUDGET).get(("tenant",), 1)
+            raise PolicyError(
+                [f"{source}:{line}: tenant: the policy is for {policy.tenant!r}, not {tenant!r}"]
+            )
         return policy
+
+    def install(self, policy: Policy) -> LoadedPolicy | None:
+        """Serve a policy `parse` accepted, in memory; returns the one it replaces."""
+        source = f"admin:{policy.tenant}"
+        with self._lock:
+            previous = self._by_tenant.get(policy.tenant)
+            self._by_file[source] = LoadedPolicy(policy, source, 0)
+            self._publish()
+        log_event(log, "policy installed", tenant=policy.tenant, version=policy.version)
+        return previous
+
+    def put(self, text: str, tenant: str) -> Policy:
+        """`parse` then `install`: nothing is installed unless all of it is valid."""
+        policy = self.parse(text, tenant)
+        self.install(policy)
+        return policy
+
+    def _publish(self) -> None:
+        # An admin upload wins over the tenant's file for the life of the process.
+        by_tenant: dict[str, LoadedPolicy] = {}
+        for loaded in self._by_file.values():
+            current = by_tenant.get(loaded.policy.tenant)
+            if current is None or not current.source.startswith("admin:"):
+                by_tenant[loaded.policy.tenant] = loaded
+        self._by_tenant = MappingProxyType(by_tenant)

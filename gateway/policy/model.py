@@ -25,6 +25,20 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# How big a policy may be. A policy is read on every request and its intents are
+# learned (about 10 ms per example on the semantic tier) whenever it is installed, so
+# its size is bounded; the file's bytes and YAML aliases are bounded by the loader
+# (gateway.yaml_load.POLICY_BUDGET).
+MAX_RULES = 500
+MAX_CHAIN = 32
+MAX_NAMES = 64  # virtual models, when-lists, intents, templates, variables, SLA tiers
+MAX_EXAMPLES_PER_INTENT = 100
+MAX_EXAMPLES = 500  # over all intents
+MAX_EXAMPLE_CHARS = 1000
+MAX_PATTERNS = 32  # custom PII patterns
+MAX_PATTERN_CHARS = 500
+MAX_TEXT = 1000  # a template variable's value, a metadata value
+
 Strategy = Literal["first", "weighted", "lowest_latency", "lowest_cost", "ensemble", "bandit"]
 
 
@@ -40,14 +54,15 @@ class Range(Strict):
 class When(Strict):
     """Every given condition must hold; an empty `when` matches everything."""
 
-    model: list[str] | None = None  # the (virtual) model the request named
-    intent: list[str] | None = None
+    model: list[str] | None = Field(None, max_length=MAX_NAMES)  # the model the request named
+    intent: list[str] | None = Field(None, max_length=MAX_NAMES)
     complexity: Range | None = None
     tier: list[Literal["low", "medium", "high"]] | None = None
     multimodal: bool | None = None
     has_tools: bool | None = None
-    metadata: dict[str, str] | None = None  # request `metadata` values that must equal
-    sla: list[str] | None = None
+    # request `metadata` values that must equal
+    metadata: dict[str, str] | None = Field(None, max_length=MAX_NAMES)
+    sla: list[str] | None = Field(None, max_length=MAX_NAMES)
 
 
 class EnsembleSpec(Strict):
@@ -77,8 +92,8 @@ class EnsembleSpec(Strict):
 
 class Route(Strict):
     strategy: Strategy = "first"
-    chain: list[str] = Field(min_length=1)
-    weights: list[float] | None = None
+    chain: list[str] = Field(min_length=1, max_length=MAX_CHAIN)
+    weights: list[float] | None = Field(None, max_length=MAX_CHAIN)
     ensemble: EnsembleSpec | None = None
     template: str | None = None  # overrides the policy's intent -> template choice
 
@@ -95,7 +110,7 @@ class Route(Strict):
 
 
 class Rule(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=100)
     when: When = When()
     route: Route
 
@@ -107,7 +122,7 @@ class SLATier(Strict):
 class SLA(Strict):
     header: str = "x-flywheel-sla"
     default: str | None = None
-    tiers: dict[str, SLATier] = Field(default_factory=dict)
+    tiers: dict[str, SLATier] = Field(default_factory=dict, max_length=MAX_NAMES)
 
     @model_validator(mode="after")
     def _default_known(self) -> SLA:
@@ -133,13 +148,16 @@ class PIIPolicy(Strict):
     local: PIIAction = "off"
     logs: Literal["off", "redact", "hash"] = "redact"
     types: list[str] | None = None  # entity types to act on (default: all)
-    custom: dict[str, str] = Field(default_factory=dict)  # TYPE -> regex (e.g. customer ids)
+    # TYPE -> regex (e.g. customer ids)
+    custom: dict[str, str] = Field(default_factory=dict, max_length=MAX_PATTERNS)
 
     @model_validator(mode="after")
     def _patterns_compile(self) -> PIIPolicy:
         for name, pattern in self.custom.items():
             if not name.isupper() or not name.replace("_", "").isalnum():
                 raise ValueError(f"custom type {name!r} must be UPPER_CASE")
+            if len(pattern) > MAX_PATTERN_CHARS:
+                raise ValueError(f"custom pattern {name}: longer than {MAX_PATTERN_CHARS} chars")
             try:
                 re.compile(pattern)
             except re.error as exc:
@@ -248,22 +266,22 @@ class Learning(Strict):
 
 
 class Policy(Strict):
-    tenant: str
-    version: str = "1"
-    virtual_models: list[str] = Field(default_factory=lambda: ["auto"])
+    tenant: str = Field(min_length=1, max_length=100)
+    version: str = Field("1", max_length=40)
+    virtual_models: list[str] = Field(default_factory=lambda: ["auto"], max_length=MAX_NAMES)
     allow_concrete_models: bool = True
     # fast: lexical only; auto: the semantic tier too when the lexical one is unsure
     # (about a fifth of requests, ~8 ms off the event loop); semantic: always both.
     classifier_tier: Literal["fast", "auto", "semantic"] = "auto"
-    intents: dict[str, list[str]] = Field(default_factory=dict)
-    templates: dict[str, str] = Field(default_factory=dict)
-    template_variables: dict[str, str] = Field(default_factory=dict)
+    intents: dict[str, list[str]] = Field(default_factory=dict, max_length=MAX_NAMES)
+    templates: dict[str, str] = Field(default_factory=dict, max_length=MAX_NAMES)
+    template_variables: dict[str, str] = Field(default_factory=dict, max_length=MAX_NAMES)
     budgets: Budgets = Budgets()
     sla: SLA = SLA()
     pii: PIIPolicy = PIIPolicy()
     guard: GuardPolicy = GuardPolicy()
     learning: Learning = Learning()
-    rules: list[Rule] = Field(min_length=1)
+    rules: list[Rule] = Field(min_length=1, max_length=MAX_RULES)
 
     @model_validator(mode="after")
     def _names_unique(self) -> Policy:
@@ -276,4 +294,19 @@ class Policy(Strict):
         for intent, examples in self.intents.items():
             if len(examples) < 3:
                 raise ValueError(f"intent {intent!r} needs at least 3 example utterances")
+            if len(examples) > MAX_EXAMPLES_PER_INTENT:
+                raise ValueError(
+                    f"intent {intent!r} has {len(examples)} examples; at most "
+                    f"{MAX_EXAMPLES_PER_INTENT}"
+                )
+            if any(len(example) > MAX_EXAMPLE_CHARS for example in examples):
+                raise ValueError(
+                    f"intent {intent!r}: examples are at most {MAX_EXAMPLE_CHARS} characters"
+                )
+        total = sum(len(examples) for examples in self.intents.values())
+        if total > MAX_EXAMPLES:
+            raise ValueError(f"{total} intent examples in all; at most {MAX_EXAMPLES}")
+        for name, value in self.template_variables.items():
+            if len(value) > MAX_TEXT:
+                raise ValueError(f"template_variables.{name}: longer than {MAX_TEXT} characters")
         return self

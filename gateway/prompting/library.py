@@ -1,6 +1,7 @@
 """Load `templates/*.yaml`, keep every valid version, reload on change.
 
-A bad file is rejected with `"<file>:<line>: <key path>: <problem>"` and the last good
+A bad file (invalid, or over a limit: bytes, YAML aliases and nodes, texts, turns,
+variants) is rejected with `"<file>:<line>: <key path>: <problem>"` and the last good
 version of its template keeps serving; a removed file removes its template. Several
 versions of one id may coexist (one file each); `get(id)` returns the highest. The
 loaded set is one immutable snapshot swapped whole, so readers never see half a reload.
@@ -30,6 +31,7 @@ from gateway.prompting.render import (
     compile_template,
 )
 from gateway.yaml_lines import line_index, nearest_line, problems, yaml_problem
+from gateway.yaml_load import TEMPLATE_BUDGET, compose, load
 
 log = logging.getLogger("flywheel.templates")
 
@@ -77,7 +79,7 @@ class LoadedTemplate:
 def parse_template(text: str, source: str) -> LoadedTemplate:
     """Parse, validate and compile one template file's text."""
     try:
-        raw = yaml.safe_load(text)
+        raw = load(text, TEMPLATE_BUDGET)
     except yaml.YAMLError as exc:
         raise TemplateLoadError([yaml_problem(exc, source)]) from None
     if not isinstance(raw, dict):
@@ -86,7 +88,7 @@ def parse_template(text: str, source: str) -> LoadedTemplate:
         spec = TemplateSpec.model_validate(raw)
     except ValidationError as exc:
         raise TemplateLoadError(problems(exc, text, source)) from None
-    lines = line_index(text)
+    lines = line_index(text, TEMPLATE_BUDGET)
     try:
         compiled = compile_template(spec)
     except TemplateSourceError as exc:
@@ -181,6 +183,13 @@ class TemplateLibrary:
         for path in files:
             key = str(path)
             try:
+                size = path.stat().st_size
+                if size > TEMPLATE_BUDGET.max_bytes:
+                    errors.append(
+                        f"{key}: refused: the file is {size} bytes; at most "
+                        f"{TEMPLATE_BUDGET.max_bytes} allowed"
+                    )
+                    continue
                 text = path.read_text("utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 errors.append(f"{key}:1: <file>: cannot read: {exc}")
@@ -258,7 +267,7 @@ def _text_line(
 
 def _node_at(text: str, path: tuple[str, ...]) -> yaml.Node | None:
     try:
-        node = yaml.compose(text)
+        node = compose(text, TEMPLATE_BUDGET)
     except yaml.YAMLError:
         return None
     for part in path:

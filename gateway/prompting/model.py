@@ -18,7 +18,8 @@ variants:                   # optional A/B variants of the same id+version
   - {name: b, weight: 0.5, system: "You are {{ company }}'s concise support bot."}
 ```
 
-Unknown keys are errors. Weights must be positive; they are normalised to sum to 1
+Unknown keys are errors; texts, turns, variants and variables are bounded (MAX_*).
+Weights must be positive; they are normalised to sum to 1
 (`normalised_weights`). Whether the Jinja2 texts compile, and use only declared
 variables, is checked when the template is compiled (`gateway.prompting.render`).
 """
@@ -31,6 +32,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_VALUE_CHARS = 1000  # the longest value a variable may take
+# How big a template may be (the file's bytes and YAML aliases are bounded by the
+# loader, gateway.yaml_load.TEMPLATE_BUDGET; what a render may build, by render.py).
+MAX_TEXT_CHARS = 32_000  # a system text or one few-shot message (Jinja2 source)
+MAX_TURNS = 32  # few-shot turns of the base or of one variant
+MAX_VARIANTS = 16
+MAX_VARIABLES = 64
+MAX_ALLOWED = 256  # values listed in one variable's `allowed`
 
 
 class Strict(BaseModel):
@@ -40,14 +48,14 @@ class Strict(BaseModel):
 class Turn(Strict):
     """One few-shot example: a user message and the assistant's answer."""
 
-    user: str = Field(min_length=1)
-    assistant: str = Field(min_length=1)
+    user: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    assistant: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
 
 
 class Variable(Strict):
     default: str | None = Field(None, max_length=MAX_VALUE_CHARS)
-    allowed: list[str] | None = Field(None, min_length=1)
-    description: str = ""
+    allowed: list[str] | None = Field(None, min_length=1, max_length=MAX_ALLOWED)
+    description: str = Field("", max_length=MAX_VALUE_CHARS)
 
     @model_validator(mode="after")
     def _default_allowed(self) -> Variable:
@@ -65,20 +73,20 @@ class Variant(Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=64)
     weight: float = Field(gt=0, allow_inf_nan=False)
-    system: str | None = Field(None, min_length=1)
-    few_shot: list[Turn] | None = None
+    system: str | None = Field(None, min_length=1, max_length=MAX_TEXT_CHARS)
+    few_shot: list[Turn] | None = Field(None, max_length=MAX_TURNS)
 
 
 class TemplateSpec(Strict):
     id: str = Field(pattern=r"^[a-z0-9-]+$", max_length=100)
     version: str = Field(pattern=r"^[A-Za-z0-9._-]+$", max_length=40)
-    description: str = ""
-    system: str = Field(min_length=1)
+    description: str = Field("", max_length=MAX_VALUE_CHARS)
+    system: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     locked: bool = False
-    few_shot: list[Turn] = Field(default_factory=list)
-    variables: dict[str, Variable] = Field(default_factory=dict)
+    few_shot: list[Turn] = Field(default_factory=list, max_length=MAX_TURNS)
+    variables: dict[str, Variable] = Field(default_factory=dict, max_length=MAX_VARIABLES)
     max_tokens: int | None = Field(None, ge=1)
-    variants: list[Variant] = Field(default_factory=list)
+    variants: list[Variant] = Field(default_factory=list, max_length=MAX_VARIANTS)
 
     @field_validator("version", mode="before")
     @classmethod

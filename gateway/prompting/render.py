@@ -3,10 +3,21 @@
 Texts (`system`, each few-shot turn, each variant's overrides) are compiled in an
 `ImmutableSandboxedEnvironment` with `StrictUndefined`, no autoescaping and no globals,
 so a template can read its declared variables and little else. At compile time:
-syntax errors, attribute or item names starting with `_` (`''.__class__` tricks) and
-variables that are not declared are problems naming the key and the line inside the
-text; then every variant is rendered once with sample values, so a template that
-cannot render is rejected at load, not on a request.
+syntax errors, attribute or item names starting with `_` (`''.__class__` tricks),
+variables that are not declared, macros, includes and recursive loops are problems
+naming the key and the line inside the text; then every variant is rendered once with
+sample values, so a template that cannot render is rejected at load, not on a request.
+
+A render is bounded, so a template cannot exhaust memory or hold the event loop:
+- no operation may build a string or list longer than MAX_STRING (`*` repetition,
+  `.ljust`/`.rjust`/`.center`/`.zfill` widths, `replace`, `join`, `indent`, ...), and
+  it is refused before it allocates; `%` formatting, `.format`, `.format_map`,
+  `.translate` and `.expandtabs` are not available; integers stay under MAX_INT_BITS;
+- only the filters in `ALLOWED_FILTERS` exist (no `format`, `batch`, `slice`, ...);
+- loops run at most MAX_LOOP_ITERATIONS iterations per render in all, and a render
+  stops after MAX_RENDER_S;
+- one text renders to at most MAX_RENDER_CHARS characters.
+A render over a bound fails with a TemplateError (400) that says which.
 
 Values are the declared defaults overridden by the caller's; each must be a declared
 variable, a string of at most 1,000 characters and, where `allowed` is given, one of
@@ -15,12 +26,15 @@ those. They are inserted as data: a value containing `{{ ... }}` is not evaluate
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import functools
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 import jinja2
-from jinja2 import StrictUndefined, meta, nodes
+from jinja2 import StrictUndefined, meta, nodes, pass_context
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -29,7 +43,35 @@ from gateway.errors import InvalidRequest
 from gateway.prompting.model import MAX_VALUE_CHARS, TemplateSpec, Turn
 
 DEFAULT_VARIANT = "default"  # the variant name of a template without `variants`
-MAX_REPEAT = 100_000  # longest string/list a `*` may build; `**` exponents are capped too
+MAX_STRING = 50_000  # longest string/list any one operation may build
+MAX_REPEAT = MAX_STRING  # (the name `*` repetition was first bounded under)
+MAX_INT_BITS = 4096  # `*` and `**` on integers
+MAX_LOOP_ITERATIONS = 1000  # per render, over every loop
+MAX_RENDER_CHARS = 100_000  # what one text renders to
+MAX_RENDER_S = 2.0  # a render that runs longer stops (checked at each loop step and call)
+
+ALLOWED_FILTERS = frozenset(
+    {
+        "abs", "capitalize", "center", "count", "d", "default", "dictsort", "e",
+        "escape", "first", "float", "forceescape", "indent", "int", "items", "join",
+        "last", "length", "list", "lower", "map", "max", "min", "reject", "rejectattr",
+        "replace", "reverse", "round", "safe", "select", "selectattr", "sort", "string",
+        "striptags", "title", "tojson", "trim", "truncate", "unique", "upper",
+        "urlencode", "wordcount", "wordwrap",
+    }
+)  # fmt: skip
+_LOOP_FILTER = "loop_budget"  # wraps every `for` loop's iterable (see _bound_loops)
+_REFUSED_METHODS = frozenset({"format", "format_map", "translate", "maketrans", "expandtabs"})
+_WIDTH_METHODS = frozenset({"ljust", "rjust", "center", "zfill"})
+_TEXT = (str, bytes, bytearray)
+_REFUSED_NODES: dict[type[nodes.Node], str] = {
+    nodes.Macro: "macros",
+    nodes.CallBlock: "call blocks",
+    nodes.Include: "includes",
+    nodes.Import: "imports",
+    nodes.FromImport: "imports",
+    nodes.Extends: "extends",
+}
 
 
 class TemplateError(InvalidRequest):
@@ -51,23 +93,162 @@ class TemplateSourceError(Exception):
         self.problems = problems
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The sandbox, with `*` and `**` bounded so a template cannot exhaust memory."""
+@dataclass
+class _Budget:
+    """What one render may still spend."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    deadline: float = field(default_factory=lambda: time.monotonic() + MAX_RENDER_S)
+    iterations: int = 0
+
+    def tick(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise SecurityError(f"the render took longer than {MAX_RENDER_S} s")
+
+
+_BUDGET: ContextVar[_Budget | None] = ContextVar("template_budget", default=None)
+
+
+def _tick() -> None:
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.tick()
+
+
+def _bounded(value: Any, what: str) -> Any:
+    if isinstance(value, str | bytes | bytearray | list | tuple | dict) and (
+        len(value) > MAX_STRING
+    ):
+        raise SecurityError(f"{what} would build a value longer than {MAX_STRING}")
+    return value
+
+
+def _refuse_over(size: int, what: str) -> None:
+    if size > MAX_STRING:
+        raise SecurityError(f"{what} would build a value longer than {MAX_STRING}")
+
+
+def _replaced_size(s: Any, old: Any, new: Any, count: Any = None) -> int:
+    s, old, new = str(s), str(old), str(new)
+    hits = s.count(old) if old else len(s) + 1
+    if isinstance(count, int) and count >= 0:
+        hits = min(hits, count)
+    return len(s) + hits * (len(new) - len(old))
+
+
+def _check_replace(s: Any, old: Any, new: Any, count: Any = None, *_: Any, **__: Any) -> None:
+    _refuse_over(_replaced_size(s, old, new, count), "|replace")
+
+
+def _check_center(value: Any, width: Any = 80, *_: Any, **__: Any) -> None:
+    if isinstance(width, int):
+        _refuse_over(width, "|center")
+
+
+def _check_indent(s: Any, width: Any = 4, *_: Any, **__: Any) -> None:
+    text = str(s)
+    per_line = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
+    _refuse_over(len(text) + (text.count("\n") + 1) * per_line, "|indent")
+
+
+def _check_wordwrap(s: Any, width: Any = 79, _long: Any = True, wrapstring: Any = None,
+                    *_: Any, **kwargs: Any) -> None:  # fmt: skip
+    wrap = kwargs.get("wrapstring", wrapstring)
+    text = str(s)
+    _refuse_over(len(text) * (1 + len(str(wrap)) if wrap else 2), "|wordwrap")
+
+
+_PRECHECKS: dict[str, Callable[..., None]] = {
+    "replace": _check_replace,
+    "center": _check_center,
+    "indent": _check_indent,
+    "wordwrap": _check_wordwrap,
+}
+
+
+def _guarded_filter(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    """`original` with its result bounded, and refused before it runs where its arguments
+    alone say it would build too much (`join` sees its items first)."""
+    passes_arg = hasattr(original, "jinja_pass_arg")
+    precheck = _PRECHECKS.get(name)
+
+    @functools.wraps(original)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        _tick()
+        lead, rest = (args[:1], list(args[1:])) if passes_arg else ((), list(args))
+        if name == "join" and rest:
+            rest[0] = _bounded(list(rest[0]), "|join")
+            sep = str(rest[1] if len(rest) > 1 else kwargs.get("d", ""))
+            items = len(rest[0])
+            _refuse_over(sum(len(str(x)) for x in rest[0]) + max(items - 1, 0) * len(sep), "|join")
+        if precheck is not None:
+            precheck(*rest, **kwargs)
+        return _bounded(original(*lead, *rest, **kwargs), f"|{name}")
+
+    return guarded
+
+
+@pass_context
+def _loop_budget(context: Context, iterable: Any) -> Iterator[Any]:
+    """Every `for` loop iterates through this: at most MAX_LOOP_ITERATIONS per render."""
+    budget = _BUDGET.get() or _Budget()
+    for item in iterable:
+        budget.iterations += 1
+        if budget.iterations > MAX_LOOP_ITERATIONS:
+            raise SecurityError(f"loops ran more than {MAX_LOOP_ITERATIONS} iterations")
+        budget.tick()
+        yield item
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, with everything that can build a large value bounded."""
+
+    intercepted_binops = frozenset({"*", "**", "%"})
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        _tick()
         if operator == "*":
             for seq, times in ((left, right), (right, left)):
-                if (
-                    isinstance(seq, str | list | tuple)
-                    and isinstance(times, int)
-                    and len(seq) * times > MAX_REPEAT
-                ):
-                    raise SecurityError(f"'*' would build more than {MAX_REPEAT} items")
-        if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
-            raise SecurityError("'**' exponents above 64 are not allowed")
+                if isinstance(seq, str | bytes | list | tuple) and isinstance(times, int):
+                    _refuse_over(len(seq) * times, "'*'")
+            if isinstance(left, int) and isinstance(right, int):
+                if left.bit_length() + right.bit_length() > MAX_INT_BITS:
+                    raise SecurityError(f"'*' would build an integer over {MAX_INT_BITS} bits")
+        if operator == "**" and isinstance(right, int | float):
+            if abs(right) > 64:
+                raise SecurityError("'**' exponents above 64 are not allowed")
+            if isinstance(left, int) and left.bit_length() * abs(right) > MAX_INT_BITS:
+                raise SecurityError(f"'**' would build an integer over {MAX_INT_BITS} bits")
+        if operator == "%" and isinstance(left, _TEXT):
+            raise SecurityError("'%' string formatting is not allowed in a template")
         return super().call_binop(context, operator, left, right)
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if isinstance(obj, _TEXT) and attr in _REFUSED_METHODS:
+            return False
+        return super().is_safe_attribute(obj, attr, value)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        return None  # `.format` / `.format_map` are refused by is_safe_attribute
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        _tick()
+        owner = getattr(__obj, "__self__", None)
+        name = getattr(__obj, "__name__", "")
+        if isinstance(owner, _TEXT):
+            if name in _WIDTH_METHODS and args and isinstance(args[0], int):
+                _refuse_over(args[0], f".{name}()")
+            elif name == "replace" and len(args) >= 2:
+                if isinstance(owner, str):
+                    _refuse_over(_replaced_size(owner, *args[:3]), ".replace()")
+                else:
+                    _refuse_over(len(owner) * (1 + len(args[1])), ".replace()")
+            elif name == "join" and args:
+                items = _bounded(list(args[0]), ".join()")
+                args = (items, *args[1:])
+                size = sum(len(x) for x in items if isinstance(x, _TEXT))
+                _refuse_over(size + max(len(items) - 1, 0) * len(owner), ".join()")
+        result = super().call(__context, __obj, *args, **kwargs)
+        return _bounded(result, f".{name}()" if name else "a call")
 
 
 def _environment() -> _Sandbox:
@@ -79,10 +260,28 @@ def _environment() -> _Sandbox:
         keep_trailing_newline=False,
     )
     env.globals.clear()
+    env.filters = {
+        name: _guarded_filter(name, original)
+        for name, original in env.filters.items()
+        if name in ALLOWED_FILTERS
+    }
+    env.filters[_LOOP_FILTER] = _loop_budget
     return env
 
 
 _ENV = _environment()
+
+
+def _render_text(template: jinja2.Template, values: Mapping[str, str]) -> str:
+    """Render, stopping as soon as the output passes MAX_RENDER_CHARS."""
+    out: list[str] = []
+    size = 0
+    for chunk in template.generate(values):
+        size += len(chunk)
+        if size > MAX_RENDER_CHARS:
+            raise SecurityError(f"the text renders to more than {MAX_RENDER_CHARS} characters")
+        out.append(chunk)
+    return "".join(out).strip()
 
 
 @dataclass(frozen=True)
@@ -148,19 +347,29 @@ class CompiledTemplate:
         return {name: values[name] for name in declared}
 
     def render(self, variant: CompiledVariant, values: Mapping[str, str]) -> Rendered:
-        """Render one variant; `values` must come from `values()`."""
+        """Render one variant within the bounds above; `values` must come from `values()`."""
+        token = _BUDGET.set(_Budget())
         try:
             return Rendered(
-                system=variant.system.render(values).strip(),
+                system=_render_text(variant.system, values),
                 few_shot=tuple(
-                    (user.render(values).strip(), answer.render(values).strip())
+                    (_render_text(user, values), _render_text(answer, values))
                     for user, answer in variant.few_shot
                 ),
             )
-        except jinja2.TemplateError as exc:
+        except (
+            jinja2.TemplateError,  # SecurityError (a bound), UndefinedError, ...
+            ArithmeticError,  # 1 / 0, a float overflow
+            LookupError,
+            TypeError,
+            ValueError,
+            RecursionError,
+        ) as exc:
             raise TemplateError(
                 f"template {self.spec.id!r} variant {variant.name!r} failed to render: {exc}"
             ) from exc
+        finally:
+            _BUDGET.reset(token)
 
 
 def compile_template(spec: TemplateSpec) -> CompiledTemplate:
@@ -169,9 +378,15 @@ def compile_template(spec: TemplateSpec) -> CompiledTemplate:
     declared = set(spec.variables)
 
     def text(source: str, path: tuple[str, ...]) -> jinja2.Template | None:
-        found = _check(source, path, declared)
+        ast, found = _check(source, path, declared)
         problems.extend(found)
-        return None if found else _ENV.from_string(source)
+        if ast is None or found:
+            return None
+        try:
+            return _ENV.from_string(_bound_loops(ast))
+        except jinja2.TemplateSyntaxError as exc:  # e.g. a filter that does not exist
+            problems.append(SourceProblem(path, exc.lineno, f"Jinja2: {exc.message}"))
+            return None
 
     def turns(few_shot: list[Turn], path: tuple[str, ...]) -> list[tuple[Any, Any]]:
         return [
@@ -205,12 +420,22 @@ def compile_template(spec: TemplateSpec) -> CompiledTemplate:
     return compiled
 
 
-def _check(source: str, path: tuple[str, ...], declared: set[str]) -> list[SourceProblem]:
+def _check(
+    source: str, path: tuple[str, ...], declared: set[str]
+) -> tuple[nodes.Template | None, list[SourceProblem]]:
     try:
         ast = _ENV.parse(source)
     except jinja2.TemplateSyntaxError as exc:
-        return [SourceProblem(path, exc.lineno, f"Jinja2 syntax error: {exc.message}")]
+        return None, [SourceProblem(path, exc.lineno, f"Jinja2 syntax error: {exc.message}")]
+    except RecursionError:
+        return None, [SourceProblem(path, None, "nested too deeply")]
     problems = []
+    for kind, what in _REFUSED_NODES.items():
+        for node in ast.find_all(kind):
+            problems.append(SourceProblem(path, node.lineno, f"{what} are not allowed"))
+    for loop in ast.find_all(nodes.For):
+        if loop.recursive:
+            problems.append(SourceProblem(path, loop.lineno, "recursive loops are not allowed"))
     for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
         name: Any = None
         if isinstance(node, nodes.Getattr):
@@ -221,12 +446,24 @@ def _check(source: str, path: tuple[str, ...], declared: set[str]) -> list[Sourc
             problems.append(
                 SourceProblem(path, node.lineno, f"access to {name!r} is not allowed in a template")
             )
-    for name in sorted(meta.find_undeclared_variables(ast) - declared):
+    try:
+        undeclared = meta.find_undeclared_variables(ast)
+    except jinja2.TemplateSyntaxError as exc:  # e.g. a filter that does not exist
+        return None, [*problems, SourceProblem(path, exc.lineno, f"Jinja2: {exc.message}")]
+    for name in sorted(undeclared - declared):
         line = next((n.lineno for n in ast.find_all(nodes.Name) if n.name == name), None)
         problems.append(
             SourceProblem(path, line, f"variable {name!r} is not declared in `variables`")
         )
-    return problems
+    return ast, problems
+
+
+def _bound_loops(ast: nodes.Template) -> nodes.Template:
+    """Route every loop's iterable through the loop budget filter."""
+    for loop in ast.find_all(nodes.For):
+        bounded = nodes.Filter(loop.iter, _LOOP_FILTER, [], [], None, None, lineno=loop.lineno)
+        loop.iter = bounded.set_environment(_ENV)
+    return ast
 
 
 def _trial_render(compiled: CompiledTemplate, problems: list[SourceProblem]) -> None:
