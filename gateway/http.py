@@ -95,7 +95,9 @@ def deepest_field(value: Any, max_depth: int) -> str | None:
             if depth > max_depth:
                 return name
             children = node.values() if isinstance(node, dict) else node
-            stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+            stack.extend(
+                (child, depth + 1) for child in children if isinstance(child, (dict, list))
+            )
     return None
 
 

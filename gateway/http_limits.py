@@ -154,7 +154,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._header_count > limits.max_headers:
             self._refusal = HeadersTooLarge(f"More than {limits.max_headers} request headers")
         elif self._header_bytes > limits.max_header_bytes:
-            self._refusal = HeadersTooLarge(f"Request headers exceed {limits.max_header_bytes} bytes")
+            self._refusal = HeadersTooLarge(
+                f"Request headers exceed {limits.max_header_bytes} bytes"
+            )
         if self._refusal is not None:
             raise _Refused
 
@@ -176,9 +178,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._close("header_timeout")
             return
         timeout = self._limits.header_timeout_s
-        self._refuse(
-            RequestTimeout(f"The request headers took longer than {timeout:g}s to arrive")
-        )
+        self._refuse(RequestTimeout(f"The request headers took longer than {timeout:g}s to arrive"))
 
     def _body_idle(self) -> None:
         self._body_idle_timer = None

@@ -286,7 +286,9 @@ ResponsesPart = Annotated[
     | Annotated[RefusalPart, Tag("refusal")]
     | Annotated[ContentPart, Tag("#other")],
     Discriminator(
-        _part_kind(frozenset({"input_text", "output_text", "input_image", "input_audio", "refusal"})),
+        _part_kind(
+            frozenset({"input_text", "output_text", "input_image", "input_audio", "refusal"})
+        ),
         custom_error_type="invalid_content_part",
         custom_error_message=_PART_ERROR,
     ),

@@ -24,7 +24,6 @@ but replayable); the variant's weight is returned as its propensity.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -97,7 +96,9 @@ def apply_template(
     compiled = template.compiled
     variant = choose_variant(template, tenant, assignment_key)
     rendered = compiled.render(variant, compiled.values(variables, strict=strict_variables))
-    out = copy.deepcopy(body)
+    # Every change below replaces a top-level value, so a shallow copy leaves the caller's
+    # body unchanged without walking (or recursing into) what the caller nested.
+    out = dict(body)
     dropped = 0
     if kind == "chat/completions":
         dropped = _chat(out, rendered, template.spec.locked)

@@ -38,8 +38,8 @@ from gateway.policy.strategies import LatencyTracker
 from gateway.providers.base import CallOptions, Endpoint
 from gateway.redaction.redactor import RequestPII
 from gateway.responses_api import chat_request_from_responses, response_from_chat
-from gateway.serving.ensemble import run_ensemble
 from gateway.serving.disconnect import until_disconnect
+from gateway.serving.ensemble import run_ensemble
 from gateway.serving.event_builder import build_event, plan_headers
 from gateway.serving.relay import Relay, SSEResponse, StreamEnd, open_relay
 from gateway.serving.transforms import (
@@ -170,8 +170,12 @@ class InferenceService:
     def _internal_error(self, call: Call, exc: Exception) -> Response:
         """An unexpected failure on the request path: logged with the request id and a
         traceback, counted, accounted for as a 500, and answered in OpenAI's format."""
-        fields = {"request_id": call.request_id, "tenant": call.principal.tenant,
-                  "endpoint": call.endpoint.value, "error": f"{type(exc).__name__}: {exc}"}  # fmt: skip
+        fields = {
+            "request_id": call.request_id,
+            "tenant": call.principal.tenant,
+            "endpoint": call.endpoint.value,
+            "error": f"{type(exc).__name__}: {exc}",
+        }
         log.error("internal_error", exc_info=exc, extra={"fields": fields})
         self._metrics.internal_errors.labels("serve").inc()
         error = InternalError("The gateway hit an internal error")
@@ -367,8 +371,11 @@ class InferenceService:
             event = build_event(call, usage, status, total_s, cost, error, stream_end, content)
             self.events.publish(event)
         except Exception as exc:  # the boundary the answer must cross unharmed
-            fields = {"request_id": call.request_id, "tenant": call.principal.tenant,
-                      "error": f"{type(exc).__name__}: {exc}"}  # fmt: skip
+            fields = {
+                "request_id": call.request_id,
+                "tenant": call.principal.tenant,
+                "error": f"{type(exc).__name__}: {exc}",
+            }
             log.error("event_failed", exc_info=exc, extra={"fields": fields})
             self._metrics.internal_errors.labels("event").inc()
 
