@@ -27,12 +27,12 @@ import torch
 from transformers import DynamicCache
 
 from local_worker import kv_batch
+from local_worker.lora_model import BASE, peft_name
 from local_worker.prefix_cache import Prefix, PrefixCache
 from local_worker.sampling import Release, Sampling, generator_for, sample
 
 log = logging.getLogger("flywheel.local_worker")
 T = TypeVar("T")
-BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 
 
 @dataclass
@@ -197,7 +197,7 @@ class Engine:
     ) -> torch.Tensor:
         kwargs: dict[str, Any] = {self._cache_kw: cache}
         if self.lora:
-            kwargs["adapter_names"] = [a or BASE for a in adapters]
+            kwargs["adapter_names"] = [peft_name(a) if a else BASE for a in adapters]
         out = self.model(
             input_ids=ids,
             attention_mask=mask,

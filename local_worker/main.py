@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from local_worker import model_files
+from local_worker.admin_auth import DEFAULT_ENV
 
 if TYPE_CHECKING:
     from local_worker.adapters import Lookup
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
     from local_worker.server import Worker
 
 log = logging.getLogger("flywheel.local_worker")
+
+
+DEFAULT_ADAPTERS_ROOTS = (Path(".flywheel/learner"), Path(".flywheel/adapters"))
 
 
 @dataclass
@@ -37,6 +41,10 @@ class Options:
     embedding_model: str | None = "all-minilm-l6-v2"  # "none" to serve no embeddings
     reward_model: Path | None = None  # a saved reward model directory, served at /v1/score
     cache_dir: Path = model_files.DEFAULT_CACHE
+    # Adapters are read only from under these (the learner's output and a hand-fed folder).
+    adapters_roots: tuple[Path, ...] = DEFAULT_ADAPTERS_ROOTS
+    max_lora_rank: int = 64  # larger ranks are refused before anything is allocated
+    admin_token_env: str = DEFAULT_ENV  # names the variable holding the admin token
 
 
 def build_worker(options: Options) -> Worker:
@@ -44,11 +52,19 @@ def build_worker(options: Options) -> Worker:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from local_worker.adapter_paths import AdapterRoots
     from local_worker.adapters import Adapters
+    from local_worker.admin_auth import AdminToken, AdminTokenError
     from local_worker.engine import Engine
     from local_worker.requests import Limits
     from local_worker.server import Worker
 
+    try:
+        admin = AdminToken.from_env(options.admin_token_env)
+    except AdminTokenError as exc:
+        raise StartupError(f"--admin-token-env: {exc}") from exc
+    if options.max_lora_rank < 1:
+        raise StartupError("--max-lora-rank must be at least 1")
     torch.set_num_threads(options.threads)
     files = model_files.resolve(options.model, options.cache_dir, options.served_name)
     tokenizer = AutoTokenizer.from_pretrained(str(files.path))
@@ -66,12 +82,17 @@ def build_worker(options: Options) -> Worker:
         eos_ids={i for i in eos_ids if i is not None},
         prefix_cache_tokens=options.prefix_cache_tokens,
     )
-    adapters = Adapters(engine, options.max_loras, _registry_lookup(options.store, files.name))
+    roots = AdapterRoots(options.adapters_roots)
+    lookup = _registry_lookup(options.store, files.name)
+    adapters = Adapters(engine, roots, options.max_loras, lookup, options.max_lora_rank)
+    if not admin.enabled:
+        log.warning("adapter load/unload endpoints are disabled: $%s is not set",
+                    options.admin_token_env)  # fmt: skip
+    log.info("adapters are read from under %s", ", ".join(str(r) for r in roots.roots))
     limits = Limits(max_model_len=limit, default_max_tokens=options.default_max_tokens)
     embedder = _embedder(options)
-    return Worker(
-        files.name, engine, adapters, limits, embedder=embedder, scorer=_scorer(options, embedder)
-    )
+    scorer = _scorer(options, embedder)
+    return Worker(files.name, engine, adapters, limits, embedder, scorer=scorer, admin=admin)
 
 
 def _embedder(options: Options) -> Embedder | None:

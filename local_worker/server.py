@@ -5,7 +5,8 @@
 `POST /v1/unload_lora_adapter`, `POST /v1/score` (when a reward model is served: see
 `local_worker/scoring.py`), `GET /healthz`, `GET /metrics`. A request names the base
 model (`smollm2-135m`), an adapter as `<base>:<adapter>`, or the adapter alone (as vLLM
-does). Errors use OpenAI's error body.
+does). Loading and unloading adapters needs the admin token (`local_worker/admin_auth.py`).
+Errors use OpenAI's error body; a failure of the worker itself is a 503, never a 500.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -26,10 +27,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from gateway.errors import GatewayError, InvalidRequest, ModelNotFound, NotFound
+from gateway.errors import Conflict, GatewayError, InvalidRequest, ModelNotFound, NotFound
 from gateway.http import error_response, json_response, parse_json, read_body
 from gateway.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, validate
-from local_worker.adapters import AdapterError, Adapters, UnknownAdapter
+from local_worker.adapters import AdapterBusy, AdapterError, Adapters, UnknownAdapter
+from local_worker.admin_auth import AdminToken
 from local_worker.embeddings import Embedder
 from local_worker.engine import Engine, Job, Step
 from local_worker.metrics import WorkerMetrics
@@ -50,6 +52,15 @@ class Worker:
     embedder: Embedder | None = None
     metrics: WorkerMetrics | None = None
     scorer: Scorer | None = None  # the reward model behind /v1/score
+    admin: AdminToken = field(default_factory=lambda: AdminToken(None))  # None: admin off
+
+
+class WorkerFailed(GatewayError):
+    """The worker itself failed on a request (503: the caller may try elsewhere)."""
+
+    status = 503
+    error_type = "server_error"
+    default_code = "worker_failed"
 
 
 def build_app(worker: Worker) -> Starlette:
@@ -129,6 +140,8 @@ class _Api:
             await self.w.adapters.resolve(name)
         except UnknownAdapter:
             raise ModelNotFound(f"The model '{model}' does not exist.", param="model") from None
+        except AdapterError as exc:  # registered, but where the worker may not read
+            raise InvalidRequest(str(exc), param="model", code="invalid_adapter") from None
         return name
 
     def _submit(self, prompts: list[list[int]], plans: list[Sampling], adapter: str | None) -> Any:
@@ -172,7 +185,7 @@ class _Api:
                 texts[step.index] += step.text
                 tokens[step.index] = step.completion_tokens
                 finish[step.index] = step.finish_reason or finish[step.index]
-        except (AdapterError, UnknownAdapter) as exc:
+        except Exception as exc:  # an adapter that cannot load, or generation failed
             return self._error(shape.kind, _as_gateway_error(exc))
         self.metrics.requests.labels(shape.kind, "200").inc()
         return json_response(shape.full(texts, finish, sum(tokens)))
@@ -238,7 +251,6 @@ class _Api:
                     "created": created,
                     "owned_by": "flywheel",
                     "parent": self.w.name,
-                    "root": self.w.adapters.paths.get(name),
                 }
             )
         if self.w.embedder is not None:
@@ -254,19 +266,21 @@ class _Api:
 
     async def load_adapter(self, request: Request) -> Response:
         try:
+            self.w.admin.check(request)
             body = await _body(request)
             name, path = _field(body, "lora_name"), _field(body, "lora_path")
             seconds = await self.w.adapters.load(name, path)
-        except (GatewayError, AdapterError, UnknownAdapter) as exc:
+        except (GatewayError, AdapterError, AdapterBusy, UnknownAdapter) as exc:
             return self._error("load_lora_adapter", _as_gateway_error(exc))
         self.metrics.adapter_load.observe(seconds)
         return PlainTextResponse(f"Success: LoRA adapter '{name}' added successfully.")
 
     async def unload_adapter(self, request: Request) -> Response:
         try:
+            self.w.admin.check(request)
             name = _field(await _body(request), "lora_name")
             await self.w.adapters.unload(name)
-        except (GatewayError, AdapterError, UnknownAdapter) as exc:
+        except (GatewayError, AdapterError, AdapterBusy, UnknownAdapter) as exc:
             return self._error("unload_lora_adapter", _as_gateway_error(exc))
         return PlainTextResponse(f"Success: LoRA adapter '{name}' removed successfully.")
 
@@ -373,5 +387,7 @@ def _as_gateway_error(exc: BaseException) -> GatewayError:
         return ModelNotFound(str(exc), param="model")
     if isinstance(exc, AdapterError):
         return InvalidRequest(str(exc), param="lora_path", code="invalid_adapter")
+    if isinstance(exc, AdapterBusy):
+        return Conflict(str(exc), param="lora_name", code="adapter_busy")
     log.error("generation failed: %r", exc)
-    return GatewayError(f"The local model failed: {type(exc).__name__}")
+    return WorkerFailed(f"The local model failed: {type(exc).__name__}")

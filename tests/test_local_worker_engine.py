@@ -13,6 +13,7 @@ pytest.importorskip("peft")
 
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
+from local_worker.adapter_paths import AdapterRoots  # noqa: E402
 from local_worker.adapters import AdapterError, Adapters  # noqa: E402
 from local_worker.engine import Engine, Job, Step  # noqa: E402
 from local_worker.sampling import Release, Sampling  # noqa: E402
@@ -120,7 +121,7 @@ def test_release_holds_back_a_possible_stop_prefix() -> None:
 async def test_adapters_in_one_batch_each_answer_with_their_own(
     engine: Engine, tiny: Path, tmp_path: Path
 ) -> None:
-    adapters = Adapters(engine, max_loras=2)
+    adapters = Adapters(engine, AdapterRoots([tmp_path]), max_loras=2)
     await adapters.load("a", str(build_adapter(tiny, tmp_path / "a", seed=1)))
     await adapters.load("b", str(build_adapter(tiny, tmp_path / "b", seed=2)))
     names = [None, "a", "b"]
@@ -131,7 +132,7 @@ async def test_adapters_in_one_batch_each_answer_with_their_own(
 
 
 async def test_lru_bound_and_corrupt_adapter(engine: Engine, tiny: Path, tmp_path: Path) -> None:
-    adapters = Adapters(engine, max_loras=1)
+    adapters = Adapters(engine, AdapterRoots([tmp_path]), max_loras=1)
     await adapters.load("a", str(build_adapter(tiny, tmp_path / "a", seed=1)))
     adapters.paths["b"] = str(build_adapter(tiny, tmp_path / "b", seed=2))
     await generate(engine, "hi", GREEDY, "b")  # loaded lazily, evicting "a"

@@ -22,15 +22,17 @@ from tests.support.processes import Server, free_port, start_server
 from tests.support.tiny_model import build_adapter, build_tiny_model
 
 USER = [{"role": "user", "content": "Say something about the sea."}]
+TOKEN = "worker-admin-token-for-tests"
+ADMIN = {"authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("worker")
     tiny = build_tiny_model(root / "tiny", max_positions=128)
-    out = {"root": root, "tiny": tiny}
+    out = {"root": root, "tiny": tiny, "adapters": root / "adapters"}
     for name, seed in (("a", 1), ("b", 2), ("registered", 3)):
-        out[name] = build_adapter(tiny, root / name, seed=seed)
+        out[name] = build_adapter(tiny, root / "adapters" / name, seed=seed)
     store_url = f"sqlite:///{root / 'flywheel.db'}"
 
     async def add() -> None:
@@ -54,8 +56,10 @@ def worker(files: dict[str, Path]) -> Iterator[Server]:
         ["-m", "gateway", "local-model", "serve", "--model", str(files["tiny"]),
          "--served-model-name", "tiny", "--port", str(port), "--max-model-len", "128",
          "--max-loras", "2", "--embedding-model", embedding,
-         "--store", f"sqlite:///{files['root'] / 'flywheel.db'}"],
-        port, files["root"] / "worker.log", "/healthz", timeout_s=120,
+         "--store", f"sqlite:///{files['root'] / 'flywheel.db'}",
+         "--adapters-root", str(files["adapters"]), "--admin-token-env", "TEST_WORKER_TOKEN"],
+        port, files["root"] / "worker.log", "/healthz", env={"TEST_WORKER_TOKEN": TOKEN},
+        timeout_s=120,
     )  # fmt: skip
     yield server
     server.stop()
@@ -132,7 +136,7 @@ def test_adapter_endpoints_and_mixed_batches(
     for name in ("a", "b"):
         loaded = httpx.post(
             f"{worker.url}/v1/load_lora_adapter",
-            json={"lora_name": name, "lora_path": str(files[name])}, timeout=30,
+            json={"lora_name": name, "lora_path": str(files[name])}, headers=ADMIN, timeout=30,
         )  # fmt: skip
         assert loaded.status_code == 200, loaded.text
     alone = {m: chat(client, model=m) for m in ("tiny", "tiny:a", "tiny:b", "a")}
@@ -144,29 +148,38 @@ def test_adapter_endpoints_and_mixed_batches(
     assert answers == [alone[m] for m in models]
     ids = {m.id for m in client.models.list().data}
     assert {"tiny", "a", "b"} <= ids
-    gone = httpx.post(f"{worker.url}/v1/unload_lora_adapter", json={"lora_name": "b"}, timeout=30)
+    gone = httpx.post(
+        f"{worker.url}/v1/unload_lora_adapter", json={"lora_name": "b"}, headers=ADMIN, timeout=30
+    )
     assert gone.status_code == 200
     with pytest.raises(openai.NotFoundError):
         chat(client, model="tiny:b")
 
 
 def test_corrupt_or_foreign_adapter_is_a_400_and_others_keep_serving(
-    client: openai.OpenAI, worker: Server, files: dict[str, Path], tmp_path: Path
+    client: openai.OpenAI, worker: Server, files: dict[str, Path]
 ) -> None:
-    broken = tmp_path / "broken"
+    broken = files["adapters"] / "broken"
     broken.mkdir()
-    (broken / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))
+    config = {"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["q_proj"]}
+    (broken / "adapter_config.json").write_text(json.dumps(config))
     (broken / "adapter_model.safetensors").write_bytes(b"garbage")
     reply = httpx.post(
         f"{worker.url}/v1/load_lora_adapter", json={"lora_name": "x", "lora_path": str(broken)},
-        timeout=30,
+        headers=ADMIN, timeout=30,
     )  # fmt: skip
     assert reply.status_code == 400 and "cannot be read" in reply.json()["error"]["message"]
-    missing = httpx.post(
+    missing = httpx.post(  # outside the adapters root: refused before anything is looked at
         f"{worker.url}/v1/load_lora_adapter", json={"lora_name": "y", "lora_path": "/nope"},
+        headers=ADMIN, timeout=30,
+    )  # fmt: skip
+    assert missing.status_code == 400 and "not allowed" in missing.json()["error"]["message"]
+    absent = httpx.post(  # under the root, but not there
+        f"{worker.url}/v1/load_lora_adapter",
+        json={"lora_name": "z", "lora_path": str(files["adapters"] / "nope")}, headers=ADMIN,
         timeout=30,
     )  # fmt: skip
-    assert missing.status_code == 400 and "does not exist" in missing.json()["error"]["message"]
+    assert absent.status_code == 400 and "no such directory" in absent.json()["error"]["message"]
     assert chat(client)
 
 

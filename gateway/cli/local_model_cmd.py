@@ -43,6 +43,18 @@ def add_parser(commands: Any) -> None:
     serve.add_argument(
         "--reward-model", type=Path, metavar="DIR", help="a saved reward model, for /v1/score"
     )
+    serve.add_argument(
+        "--adapters-root", type=Path, action="append", metavar="DIR",
+        help="adapters are read only from under this folder (repeat for more; default "
+        ".flywheel/learner and .flywheel/adapters)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--max-lora-rank", type=int, default=64, help="adapters of a larger rank are refused"
+    )
+    serve.add_argument(
+        "--admin-token-env", default="FLYWHEEL_WORKER_ADMIN_TOKEN", metavar="VAR",
+        help="the variable holding the bearer token for adapter load/unload (unset: disabled)",
+    )  # fmt: skip
     serve.set_defaults(run=_serve)
     prepare = sub.add_parser("prepare", help="convert and cache the model's files")
     _model_arguments(prepare)
@@ -67,7 +79,7 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def _run_server(args: argparse.Namespace) -> None:
-    from local_worker.main import Options, serve
+    from local_worker.main import DEFAULT_ADAPTERS_ROOTS, Options, serve
     from local_worker.model_files import DEFAULT_CACHE
 
     serve(
@@ -87,6 +99,9 @@ def _run_server(args: argparse.Namespace) -> None:
             embedding_model=args.embedding_model,
             reward_model=args.reward_model,
             cache_dir=args.cache_dir or DEFAULT_CACHE,
+            adapters_roots=tuple(args.adapters_root or DEFAULT_ADAPTERS_ROOTS),
+            max_lora_rank=args.max_lora_rank,
+            admin_token_env=args.admin_token_env,
         )
     )
 

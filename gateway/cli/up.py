@@ -3,7 +3,8 @@
 Starts the local model worker (SmolLM2-135M-Instruct with LoRA adapters from the
 registry), the mock upstream (standing in for external vendors), the learner sidecar
 (bandit routing from feedback) and the gateway, with development keys when none are set,
-and stops them all on Ctrl-C.
+and stops them all on Ctrl-C. The worker's admin token (adapter load/unload) is random per
+run unless `FLYWHEEL_WORKER_ADMIN_TOKEN` is set; every process started here inherits it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -22,6 +24,7 @@ from gateway.config_loader import ConfigError, load_config
 
 DEV_KEY = "sk-flywheel-dev"
 DEV_ADMIN_KEY = "sk-flywheel-admin-dev"
+WORKER_TOKEN_ENV = "FLYWHEEL_WORKER_ADMIN_TOKEN"
 
 
 def add_parser(commands: Any) -> None:
@@ -38,6 +41,8 @@ def add_parser(commands: Any) -> None:
 def run(args: argparse.Namespace, rest: list[str]) -> int:
     os.environ.setdefault("FLYWHEEL_DEV_KEYS", DEV_KEY)
     os.environ.setdefault("FLYWHEEL_ADMIN_KEY", DEV_ADMIN_KEY)
+    if not os.environ.get(WORKER_TOKEN_ENV):  # the worker, learner and gateway share it
+        os.environ[WORKER_TOKEN_ENV] = secrets.token_urlsafe(32)
     if args.config is None:  # the embedded defaults route to the processes started here
         mock_url = f"http://127.0.0.1:{args.mock_port}/v1"
         os.environ.setdefault("FLYWHEEL_PROVIDERS__MOCK__BASE_URL", mock_url)
@@ -104,6 +109,8 @@ def _start_worker(args: argparse.Namespace) -> subprocess.Popen[bytes] | None:
         "serve",
         "--port",
         str(args.local_port),
+        "--admin-token-env",
+        WORKER_TOKEN_ENV,
     ]
     if store:
         command += ["--store", store]
