@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -95,6 +96,8 @@ async def _gateway_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error", extra={"fields": {"path": request.url.path}})
+    request_id = "req_" + secrets.token_hex(12)  # a 500 still names a line in the log
+    fields = {"path": request.url.path, "request_id": request_id}
+    log.exception("unhandled error", extra={"fields": fields})
     body = error_body("The gateway hit an internal error", "server_error", None, "internal_error")
-    return json_response(body, 500)
+    return json_response(body, 500, {"x-flywheel-request-id": request_id})
