@@ -17,6 +17,7 @@ from gateway.errors import InvalidRequest
 from gateway.guard import GuardFinding, InjectionGuard
 from gateway.policy.model import GuardPolicy
 from gateway.redaction.fields import map_request_text
+from gateway.scanning import Scanner
 
 # A tenant with no policy file gets the plain gateway: no guard scan (a policy's `guard:`
 # defaults to flag). Token ceilings need a policy too.
@@ -47,15 +48,18 @@ class Guardrails:
             guard = self._guards[threshold] = InjectionGuard(threshold=threshold)
         return guard
 
-    def check(
+    async def check(
         self,
         tenant: str,
         policy: GuardPolicy | None,
         endpoint: str,
         body: dict[str, Any],
         input_tokens: int,
+        scanner: Scanner,
+        deadline: float,
     ) -> tuple[list[GuardFinding], str | None]:
-        """Findings, and the rule to force (action route); raises for block / too long."""
+        """Findings, and the rule to force (action route); raises for block / too long, and
+        when the scan is over the scanner's bounds (it runs in a worker when large)."""
         policy = policy or NO_POLICY
         if policy.max_input_tokens is not None and input_tokens > policy.max_input_tokens:
             self.decisions.labels(tenant, "max_input_tokens", "block").inc()
@@ -66,7 +70,8 @@ class Guardrails:
             )
         if policy.action == "off":
             return [], None
-        findings = self._guard(policy.threshold).scan(scannable(endpoint, body))
+        guard = self._guard(policy.threshold)
+        findings = await scanner.guard(tenant, guard, scannable(endpoint, body), deadline)
         for finding in findings:
             self.decisions.labels(tenant, finding.kind, policy.action).inc()
         if findings and policy.action == "block":

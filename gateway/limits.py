@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -167,6 +168,21 @@ class Limiter:
             if limits.tokens_per_minute is not None:
                 usage.tokens.add(now, estimated_tokens)
         return Admission(principal, estimated_tokens, now)
+
+    def release(self, admission: Admission) -> None:
+        """Undo `admit` for a request refused before it was served: it counts neither as a
+        request nor for its reserved tokens."""
+        principal = admission.principal
+        for scope, name, limits in (
+            ("key", f"{principal.tenant}/{principal.key_id}", principal.key_limits),
+            ("tenant", principal.tenant, principal.tenant_limits),
+        ):
+            usage = self.usage(scope, name)
+            if limits.requests_per_minute is not None:
+                with suppress(ValueError):  # already out of the window
+                    usage.requests.stamps.remove(admission.at)
+            if limits.tokens_per_minute is not None:
+                usage.tokens.add(admission.at, -admission.reserved_tokens)
 
     def settle(self, admission: Admission, tokens: int, cost_usd: float) -> None:
         """Replace the reservation with the tokens really used; add the spend."""

@@ -14,7 +14,7 @@ from gateway.adapters.resolve import AdapterResolver
 from gateway.auth import KeyIndex
 from gateway.catalog import ModelCatalog, build_catalog
 from gateway.classify import load_default_classifier
-from gateway.config import FlywheelConfig
+from gateway.config import FlywheelConfig, ScanConfig
 from gateway.dispatch import Dispatcher
 from gateway.event_log import EventLog, EventLogMetrics, EventLogSettings
 from gateway.flags import FLAGS, KILL, Flags
@@ -33,8 +33,10 @@ from gateway.prompting import TemplateLibrary
 from gateway.providers.base import Provider
 from gateway.providers.factory import build_provider
 from gateway.redaction.service import PIIService
+from gateway.scanning import Scanner
 from gateway.serving.inference import InferenceService
 from gateway.store.base import Store, StoreUnavailable
+from gateway.store.scrub import safe_url
 from gateway.store_sync import StoreSync
 from gateway.tenants import KEYS, TENANTS, TenantDirectory
 from gateway.usage_sync import UsageSync
@@ -63,6 +65,7 @@ class AppState:
     sync: StoreSync | None = None
     events: EventLog | None = None
     usage_sync: UsageSync | None = None
+    scanner: Scanner = field(default_factory=lambda: Scanner(ScanConfig()))
     ready: bool = field(default=False)
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -86,12 +89,10 @@ class AppState:
             sync.on_change(tenants.on_store_change)
             sync.on_change(adapters.index.on_store_change)
             sync.on_change(bandits.on_store_change)
-            settings = EventLogSettings(
-                queue_size=config.events.queue_size,
-                batch_size=config.events.batch_size,
-                flush_interval_ms=config.events.flush_interval_ms,
+            settings = EventLogSettings.from_config(config)
+            events = EventLog(
+                store, settings, EventLogMetrics(metrics.registry), tenants.durable_events
             )
-            events = EventLog(store, settings, EventLogMetrics(metrics.registry))
         limiter = Limiter()
         flags = Flags(sync)
         templates = TemplateLibrary.load_dir(Path(config.templates_dir))
@@ -124,6 +125,7 @@ class AppState:
             sync=sync,
             events=events,
             usage_sync=UsageSync(store, limiter) if store is not None else None,
+            scanner=Scanner(config.scan),
         )
 
     async def start(self) -> None:
@@ -146,13 +148,15 @@ class AppState:
             watcher = watch(dirs, self.router)
             self._background.append(asyncio.create_task(watcher, name="policy-watch"))
         self.ready = True
+        store_url = safe_url(self.config.store) if self.config.store else None
         log.info(
             "gateway ready",
-            extra={"fields": {"models": sorted(self.catalog.routes), "store": self.config.store}},
+            extra={"fields": {"models": sorted(self.catalog.routes), "store": store_url}},
         )
 
     async def close(self) -> None:
         self.ready = False
+        self.scanner.close()
         for task in self._background:
             task.cancel()
         if self.events is not None:

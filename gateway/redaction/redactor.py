@@ -43,6 +43,17 @@ class PIISettings:
 
 
 @dataclass
+class Prepared:
+    """What `RequestPII.prepare` computed: plain data, so it can come from a worker."""
+
+    bodies: dict[Action, dict[str, Any]]
+    vault: Vault
+    blocked: list[str]
+    logged: dict[str, Any] | None
+    counts: list[tuple[str, str, int]]  # (type, action, count) for the metrics
+
+
+@dataclass
 class RequestPII:
     endpoint: str
     body: dict[str, Any]
@@ -53,9 +64,48 @@ class RequestPII:
     vault: Vault = field(init=False)
     _spans: dict[str, list[Any]] = field(default_factory=dict, init=False)
     _bodies: dict[Action, dict[str, Any]] = field(default_factory=dict, init=False)
+    _logged: dict[str, Any] | None = field(default=None, init=False)  # the request, for logs
+    _blocked: list[str] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.vault = Vault(hash_key=self.hash_key)
+
+    def prepare(self, log_content: bool) -> Prepared:
+        """Everything the request needs from its text, computed now: the body for each
+        destination's action, the types a `block` destination refuses, the request as the
+        logs keep it. CPU-heavy on a large request, so the scanner may run it in a worker
+        process on a copy and hand the result back to `adopt`."""
+        settings = self.settings
+        counts: list[tuple[str, str, int]] = []
+        for action in dict.fromkeys((settings.external, settings.local)):
+            if action not in (Action.OFF, Action.BLOCK):
+                before = dict(self.vault.found)
+                self.body_for("local" if action is settings.local else "external")
+                for kind, total in self.vault.found.items():
+                    if total > before.get(kind, 0):
+                        counts.append((kind, action.value, total - before.get(kind, 0)))
+        blocked = self.blocked_types()
+        logged = self.for_logs(self.body, None)[0] if log_content else None
+        return Prepared(dict(self._bodies), self.vault, blocked, logged, counts)
+
+    def adopt(self, prepared: Prepared) -> None:
+        """Take what `prepare` computed (maybe in a worker) for this request."""
+        self._bodies.update(prepared.bodies)
+        self.vault = prepared.vault
+        self._blocked = prepared.blocked
+        self._logged = prepared.logged
+        if self.on_found is not None:
+            for kind, action, count in prepared.counts:
+                self.on_found(kind, action, count)
+
+    def needs_scan(self, log_content: bool) -> bool:
+        """Whether any destination of this request acts on the PII in it."""
+        settings = self.settings
+        return (
+            settings.external is not Action.OFF
+            or settings.local is not Action.OFF
+            or (log_content and settings.logs is not Action.OFF)
+        )
 
     def spans(self, text: str) -> list[Any]:
         found = self._spans.get(text)
@@ -93,6 +143,8 @@ class RequestPII:
 
     def blocked_types(self) -> list[str]:
         """Entity types present when some destination blocks (never the values)."""
+        if self._blocked is not None:
+            return self._blocked
         if Action.BLOCK not in (self.settings.external, self.settings.local):
             return []
         types: set[str] = set()
@@ -128,8 +180,14 @@ class RequestPII:
             return request, answer
         vault = Vault(hash_key=self.hash_key)
         rewrite = self._rewrite(Action.REDACT if action is Action.BLOCK else action, vault)
+        if request is self.body and self._logged is not None:
+            logged: dict[str, Any] | None = self._logged
+        else:
+            logged = (
+                map_request_text(self.endpoint, request, rewrite) if request is not None else None
+            )
         return (
-            map_request_text(self.endpoint, request, rewrite) if request is not None else None,
+            logged,
             map_answer_text(self.endpoint, answer, rewrite) if answer is not None else None,
         )
 

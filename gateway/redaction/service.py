@@ -13,6 +13,7 @@ from gateway.pii import PIIDetector
 from gateway.policy.model import PIIPolicy
 from gateway.redaction.redactor import PIISettings, RequestPII
 from gateway.redaction.vault import Action
+from gateway.scanning import Scanner
 
 DEFAULT = PIIPolicy()
 
@@ -51,6 +52,34 @@ class PIIService:
         body: dict[str, Any],
         check_block: bool = True,
     ) -> RequestPII:
+        """The request's PII handling, detecting in place (small free texts: feedback)."""
+        pii = self._request_pii(tenant, policy, endpoint, body)
+        if check_block:
+            self._check_block(tenant, pii)
+        return pii
+
+    async def scan_request(
+        self,
+        tenant: str,
+        policy: PIIPolicy | None,
+        endpoint: str,
+        body: dict[str, Any],
+        scanner: Scanner,
+        deadline: float,
+        log_content: bool,
+    ) -> RequestPII:
+        """The request's PII handling with every text scanned now, within the scanner's
+        bounds (in a worker when large); refuses what a `block` destination must not get."""
+        pii = self._request_pii(tenant, policy, endpoint, body)
+        if pii.needs_scan(log_content):
+            detector = self.detector(policy or DEFAULT)
+            await scanner.pii(tenant, pii, detector, log_content, deadline)
+        self._check_block(tenant, pii)
+        return pii
+
+    def _request_pii(
+        self, tenant: str, policy: PIIPolicy | None, endpoint: str, body: dict[str, Any]
+    ) -> RequestPII:
         policy = policy or DEFAULT
         settings = PIISettings(Action(policy.external), Action(policy.local), Action(policy.logs))
         hash_key = hashlib.blake2b(tenant.encode(), key=self._secret[:64]).digest()
@@ -58,8 +87,10 @@ class PIIService:
         def counted(kind: str, action: str, count: int) -> None:
             self.entities.labels(tenant, kind, action).inc(count)
 
-        pii = RequestPII(endpoint, body, settings, self.detector(policy), hash_key, counted)
-        blocked = pii.blocked_types() if check_block else []
+        return RequestPII(endpoint, body, settings, self.detector(policy), hash_key, counted)
+
+    def _check_block(self, tenant: str, pii: RequestPII) -> None:
+        blocked = pii.blocked_types()
         if blocked:
             for kind in blocked:
                 self.entities.labels(tenant, kind, "block").inc()
@@ -68,7 +99,6 @@ class PIIService:
                 + ", ".join(blocked),
                 param="messages",
             )
-        return pii
 
     def text_for_logs(self, tenant: str, policy: PIIPolicy | None, text: str) -> str:
         """A free text (e.g. feedback) as the store may keep it."""

@@ -1,8 +1,10 @@
 """The OpenAI-compatible endpoints: a thin HTTP shell over `InferenceService`.
 
-Each handler authenticates, reads and validates the body, resolves the model chain
-the tenant may use, admits the request against its limits, and hands it on. Every
-refusal is an OpenAI error body with the right status and the request id.
+Each handler authenticates, reads the body, admits the request against its limits
+(before any work that grows with the input), bounds and validates the body, inspects
+its text within the scanner's bounds, resolves the model chain the tenant may use, and
+hands it on. Every refusal is an OpenAI error body with the right status and the
+request id.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from gateway.dispatch import Trace
 from gateway.errors import GatewayError
 from gateway.guardrails import cap_output, findings_for_event
 from gateway.http import error_response, json_response, parse_json, read_body
+from gateway.limits import Admission
 from gateway.logs import log_event
 from gateway.protocol import (
     ChatCompletionRequest,
@@ -30,6 +33,7 @@ from gateway.protocol import (
     validate,
 )
 from gateway.providers.base import Endpoint
+from gateway.scanning import count_items
 from gateway.serving.inference import Call
 from gateway.serving.relay import SSEResponse
 from gateway.serving.usage import estimate_tokens
@@ -73,30 +77,49 @@ class OpenAIRoutes:
         started = time.perf_counter()
         request_id = new_request_id()
         tenant = "-"
+        admission: Admission | None = None
         try:
             principal = state.keys.authenticate(request.headers.get("authorization"))
             tenant = principal.tenant
             raw = await read_body(request, state.config.server.max_body_bytes)
+            estimate = estimate_tokens(raw)
+            # Limits first: all that follows scales with the input, and a tenant over its
+            # limits gets none of it. A request refused below gives its admission back.
+            admission = state.limiter.admit(principal, estimate)
             body = parse_json(raw)
+            count_items(endpoint.value, body, state.config.scan.max_items)
             wire = validate(_WIRE[endpoint], body)
             model: str = wire.model  # type: ignore[attr-defined]
-            estimate = estimate_tokens(raw)
             policy = state.router.policies.get(tenant)
             guard = policy.guard if policy else None
-            findings, safer_rule = state.guardrails.check(
-                tenant, guard, endpoint.value, body, estimate
+            scanner = state.scanner
+            deadline = scanner.deadline()
+            findings, safer_rule = await state.guardrails.check(
+                tenant, guard, endpoint.value, body, estimate, scanner, deadline
             )
             plan = await state.router.plan(
                 tenant, endpoint.value, body, request.headers, request_id, estimate, safer_rule
             )
             plan.body = cap_output(guard, endpoint.value, plan.body)
-            pii = state.pii.for_request(
-                tenant, policy.pii if policy else None, endpoint.value, plan.body
+            log_content = state.events is not None and state.tenants.content_logging(tenant)
+            pii = await state.pii.scan_request(
+                tenant,
+                policy.pii if policy else None,
+                endpoint.value,
+                plan.body,
+                scanner,
+                deadline,
+                log_content,
             )
-            admission = state.limiter.admit(principal, estimate)
         except GatewayError as exc:
+            if admission is not None:
+                state.limiter.release(admission)
             self._rejected(request_id, tenant, endpoint, exc)
             return error_response(exc, {"x-flywheel-request-id": request_id})
+        except BaseException:
+            if admission is not None:
+                state.limiter.release(admission)
+            raise
         call = Call(
             request_id=request_id,
             started=started,
@@ -107,7 +130,7 @@ class OpenAIRoutes:
             admission=admission,
             trace=Trace(request_id),
             arrived=time.time(),
-            log_content=state.events is not None and state.tenants.content_logging(tenant),
+            log_content=log_content,
             plan=plan,
             pii=pii,
             guard=findings_for_event(findings),

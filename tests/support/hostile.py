@@ -10,7 +10,8 @@ from typing import Any
 _FIRST = ["James", "Mary", "John", "Patricia", "Robert", "Jennifer", "Michael", "Linda",
           "Aisha", "Mohammed", "Wei", "Priya", "Olga", "Hiroshi", "Fatima", "Carlos"]  # fmt: skip
 _LAST = ["Smith", "Johnson", "Williams", "Brown", "Garcia", "Miller", "Davis", "Rodriguez",
-         "Nakamura", "Okafor", "Kowalski", "Haddad", "Chen", "Patel", "Ivanova", "Silva"]  # fmt: skip
+         "Nakamura", "Okafor", "Kowalski", "Haddad", "Chen", "Patel", "Ivanova",
+         "Silva"]  # fmt: skip
 
 # Valid by the detectors' own checks (Luhn, mod-97, SSA ranges), so each one is a finding.
 _CARDS = ["4111 1111 1111 1111", "5500-0000-0000-0004", "4012888888881881"]
@@ -21,8 +22,9 @@ def _pii_line(rng: random.Random, i: int) -> str:
     first, last = rng.choice(_FIRST), rng.choice(_LAST)
     return (
         f"Customer {first} {last} (email {first.lower()}.{last.lower()}{i}@example.com, "
-        f"phone +1 415-555-{i % 10000:04d}, SSN {123 + i % 600:03d}-45-{1000 + i % 9000:04d}, "
-        f"card {rng.choice(_CARDS)}, IBAN {rng.choice(_IBANS)}, IP 10.{i % 256}.{i // 256 % 256}.7) "
+        f"phone +1 415-555-{i % 10000:04d}, SSN {100 + i % 500:03d}-45-{1000 + i % 9000:04d}, "
+        f"card {rng.choice(_CARDS)}, IBAN {rng.choice(_IBANS)}, "
+        f"IP 10.{i % 256}.{i // 256 % 256}.7) "
         f"lives at {100 + i % 900} Elm Street, Springfield, IL 62704 and was born on "
         f"1980-{1 + i % 12:02d}-{1 + i % 28:02d}.\n"
     )
