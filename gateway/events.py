@@ -33,6 +33,9 @@ class RequestContext(Record):
     # A digest of the request's text: the same prompt again soon is a retry, which the
     # learner counts against the first answer.
     prompt_hash: str | None = None
+    # The prompt's content vector (gateway/policy/content_codec.py: base64 float16), when a
+    # bandit rule routed the request with the content model loaded; the bandit scored it.
+    embedding: str | None = None
 
 
 class RoutingDecision(Record):

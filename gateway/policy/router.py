@@ -23,11 +23,13 @@ from gateway.flags import Flags
 from gateway.policy import strategies
 from gateway.policy.bandit_book import BanditBook
 from gateway.policy.bandit_route import order_by_bandit
+from gateway.policy.content import ContentEncoder, load_content_encoder
 from gateway.policy.library import PolicyLibrary
 from gateway.policy.model import EnsembleSpec, Policy, Rule, When
 from gateway.prompting import TemplateLibrary, apply_template
 from gateway.providers.base import Endpoint
 from gateway.serving.event_builder import context_of
+from gateway.transcript import render_prompt
 
 
 @dataclass
@@ -45,6 +47,7 @@ class RoutePlan:
     deadline_s: float | None = None
     ensemble: EnsembleSpec | None = None
     explain: list[str] = field(default_factory=list)
+    embedding: str | None = None  # packed content vector (policy/content.py), bandit rules
 
 
 class Router:
@@ -58,7 +61,9 @@ class Router:
         latency: strategies.LatencyTracker,
         adapters: AdapterResolver | None = None,
         bandits: BanditBook | None = None,
+        content: ContentEncoder | None = None,
     ) -> None:
+        self.content = content  # the prompt-content model of bandit contexts (warm loads it)
         self.catalog = catalog
         self.bandits = bandits  # the learner's published parameters, per (tenant, rule)
         self.adapters = adapters  # `<local model>:<adapter>` names, from the registry
@@ -73,6 +78,8 @@ class Router:
         for loaded in self.policies.all().values():
             if loaded.policy.intents:
                 self.classifier.for_tenant(loaded.policy.intents)
+        if self.content is None:
+            self.content = load_content_encoder()
 
     async def plan(
         self,
@@ -143,6 +150,8 @@ class Router:
         if sla_name and sla_name in policy.sla.tiers:
             plan.deadline_s = policy.sla.tiers[sla_name].timeout_ms / 1000
             plan.explain.append(f"SLA {sla_name}: {plan.deadline_s:.1f}s deadline")
+        if rule.route.strategy == "bandit" and self.content is not None:
+            plan.embedding = self.content.encode_turns(render_prompt(endpoint, body))
         output_tokens = _requested_output(body) or policy.budgets.expected_output_tokens
         ordered = self._order(
             rule,
@@ -155,6 +164,7 @@ class Router:
             plan.deadline_s,
             plan.classification,
             endpoint,
+            plan.embedding,
         )
         if ordered.version is not None:
             plan.policy_version = ordered.version
@@ -201,6 +211,7 @@ class Router:
         sla_s: float | None,
         classification: Classification | None = None,
         endpoint: str = "chat/completions",
+        embedding: str | None = None,
     ) -> strategies.Ordered:
         route = rule.route
         user = body.get("user") if isinstance(body.get("user"), str) else None
@@ -221,7 +232,7 @@ class Router:
             killed = self.flags.killed(tenant, job="bandit")
             params = None if killed or self.bandits is None else self.bandits.get(tenant, rule.name)
             if params is not None:
-                context = bandit_context(endpoint, body, classification)
+                context = bandit_context(endpoint, body, classification, embedding)
                 decided = order_by_bandit(params, chain, context, request_id)
                 if decided is not None:
                     return decided
@@ -333,11 +344,16 @@ def _holds(
 
 
 def bandit_context(
-    endpoint: str, body: dict[str, Any], classification: Classification | None
+    endpoint: str,
+    body: dict[str, Any],
+    classification: Classification | None,
+    embedding: str | None = None,
 ) -> RequestContext:
     """What the bandit sees of a request: exactly the context its event will carry, which
     is what the learner learns from."""
     context = context_of(Endpoint(endpoint), body)
+    if embedding is not None:
+        context = context.model_copy(update={"embedding": embedding})
     if classification is None:
         return context
     return context.model_copy(

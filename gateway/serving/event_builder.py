@@ -42,7 +42,12 @@ def build_event(
     if plan is not None:
         c = plan.classification
         context = context.model_copy(
-            update={"intent": c.intent, "complexity": c.complexity, "complexity_tier": c.tier}
+            update={
+                "intent": c.intent,
+                "complexity": c.complexity,
+                "complexity_tier": c.tier,
+                "embedding": plan.embedding,  # the content vector the bandit scored
+            }
         )
         routing = RoutingDecision(
             strategy=plan.strategy,
