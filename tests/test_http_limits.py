@@ -20,7 +20,7 @@ import pytest
 
 from gateway.config_loader import load_config
 from gateway.state import AppState
-from tests.support.processes import MockControl, Server, start_gateway
+from tests.support.processes import MockControl, Server, free_port, start_server
 
 KEY = "sk-edge"
 ADMIN = "sk-edge-admin"
@@ -61,7 +61,11 @@ def edge_config(mock_server: Server, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.fixture(scope="module")
 def edge(edge_config: Path) -> Iterator[Server]:
-    server = start_gateway(edge_config, ENV)
+    port = free_port()
+    args = ["-m", "gateway", "serve", "--config", str(edge_config), "--port", str(port)]
+    log = edge_config.parent / f"gateway-{port}.log"
+    # A generous start-up bound: imports alone take 15 s on a busy 2-core machine.
+    server = start_server(args, port, log, "/readyz", env=ENV, timeout_s=120)
     yield server
     server.stop()
 

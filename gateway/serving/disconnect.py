@@ -22,27 +22,37 @@ T = TypeVar("T")
 async def until_disconnect(work: Coroutine[Any, Any, T], receive: Receive | None) -> T:
     """`await work`, unless the client disconnects first: then the work is cancelled
     (and has unwound) and `ClientDisconnected` is raised. Call it once the request's body
-    has been read: every message after that is the disconnect."""
-    if receive is None:
+    has been read: every message after that is the disconnect.
+
+    The work runs in the caller's task (no extra task on the hot path); one watcher task
+    waits on `receive` and cancels the caller's task when the client goes."""
+    task = asyncio.current_task()
+    if receive is None or task is None:
         return await work
-    job = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(receive))
+    watch = _Watch(receive, task)
+    watcher = asyncio.ensure_future(watch.run())
     try:
-        await asyncio.wait((job, watcher), return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        job.cancel()
+        result = await work
+    except BaseException:
+        if not watch.gone:
+            raise
+        task.uncancel()
+        raise ClientDisconnected("The client disconnected before the answer was ready") from None
+    finally:
         watcher.cancel()
-        raise
-    if job.done():
-        watcher.cancel()
-        return job.result()
-    job.cancel()
-    await asyncio.wait((job,))  # let it unwind: close the upstream connection, release
-    if not job.cancelled() and job.exception() is None:
-        return job.result()  # it finished before the cancel landed: keep the answer
-    raise ClientDisconnected("The client disconnected before the answer was ready")
+    if watch.gone:  # the work finished anyway (it absorbed the cancellation)
+        task.uncancel()
+    return result
 
 
-async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+class _Watch:
+    def __init__(self, receive: Receive, task: asyncio.Task[Any]) -> None:
+        self._receive = receive
+        self._task = task
+        self.gone = False
+
+    async def run(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+        self._task.cancel()
