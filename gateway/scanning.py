@@ -19,7 +19,6 @@ step, not the request.
 from __future__ import annotations
 
 import asyncio
-from functools import cache
 from typing import Any
 
 from gateway.config import ScanConfig
@@ -28,9 +27,8 @@ from gateway.guard import GuardFinding, InjectionGuard
 from gateway.offload import Offload, OffloadBroken, OffloadTimeout
 from gateway.pii import PIIDetector
 from gateway.redaction.fields import map_request_text
-from gateway.redaction.redactor import PIISettings, Prepared, RequestPII
-
-Triple = tuple[str, str, str]  # (where, role, text), as the guard scans them
+from gateway.redaction.redactor import RequestPII
+from gateway.scan_jobs import Triple, detector_spec, prepare_pii, scan_guard
 
 
 class TooManyItems(InvalidRequest):
@@ -127,9 +125,8 @@ class Scanner:
         if self._bounded(sum(map(len, texts))):
             pii.prepare(log_content)
             return
-        spec = (tuple(sorted(detector.types)), tuple(sorted(detector.custom.items())))
         job = (pii.endpoint, pii.body, pii.settings, pii.hash_key, log_content)
-        pii.adopt(await self._run(tenant, deadline, prepare_in_worker, spec, *job))
+        pii.adopt(await self._run(tenant, deadline, prepare_pii, detector_spec(detector), *job))
 
     async def guard(
         self, tenant: str, guard: InjectionGuard, texts: list[Triple], deadline: float
@@ -138,7 +135,7 @@ class Scanner:
         if self._bounded(sum(len(text) for _, _, text in texts)):
             return guard.scan(texts)
         findings: list[GuardFinding] = await self._run(
-            tenant, deadline, guard_in_worker, guard.threshold, texts
+            tenant, deadline, scan_guard, guard.threshold, texts
         )
         return findings
 
@@ -160,32 +157,3 @@ class Scanner:
 
     def close(self) -> None:
         self.offload.close()
-
-
-# --- in the worker processes ---------------------------------------------------------
-
-
-@cache
-def _detector(types: tuple[str, ...], custom: tuple[tuple[str, str], ...]) -> PIIDetector:
-    return PIIDetector(set(types), dict(custom))
-
-
-@cache
-def _guard(threshold: float) -> InjectionGuard:
-    return InjectionGuard(threshold=threshold)
-
-
-def prepare_in_worker(
-    spec: tuple[tuple[str, ...], tuple[tuple[str, str], ...]],
-    endpoint: str,
-    body: dict[str, Any],
-    settings: PIISettings,
-    hash_key: bytes,
-    log_content: bool,
-) -> Prepared:
-    detector = _detector(*spec)
-    return RequestPII(endpoint, body, settings, detector, hash_key).prepare(log_content)
-
-
-def guard_in_worker(threshold: float, texts: list[Triple]) -> list[GuardFinding]:
-    return _guard(threshold).scan(texts)
