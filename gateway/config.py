@@ -165,7 +165,7 @@ class ScanConfig(Strict):
     deadline_s: float = Field(10.0, gt=0)
     # Worker processes for scans larger than inline_chars (smaller ones run in place).
     workers: int = Field(2, ge=1, le=64)
-    inline_chars: int = Field(8192, ge=0)
+    inline_chars: int = Field(4096, ge=0)
 
 
 class FeedbackConfig(Strict):
