@@ -90,7 +90,7 @@ def attach(model: Any, served: str, spec: AdapterSpec) -> Any:
         _strip(base, key, unwrap=not wrapped)
         if wrapped:
             model.peft_config.pop(key, None)
-        gc.collect()
+        gc.collect()  # the half-built layers sit in reference cycles with the traceback
         raise AttachError(f"{type(exc).__name__}: {exc}", model) from exc
     return peft
 
@@ -104,12 +104,10 @@ def detach(model: Any, served: str) -> Any:
     base = base_of(model)
     if not model.peft_config:
         _strip(base, key, unwrap=True)
-        gc.collect()
         return base
     _strip(base, key, unwrap=False)
     if key in model.active_adapters:  # PEFT would keep pointing at the deleted adapter
         model.set_adapter(next(iter(model.peft_config)), inference_mode=True)
-    gc.collect()
     return model
 
 

@@ -33,5 +33,9 @@ class WorkerMetrics:
         running.set_function(lambda: worker.engine.running)
         loaded = Gauge("flywheel_worker_loaded_adapters", "LoRA adapters loaded", registry=r)
         loaded.set_function(lambda: len(worker.adapters.loaded))
+        failed = Gauge(
+            "flywheel_worker_adapter_load_failures", "Adapter loads refused since start", registry=r
+        )
+        failed.set_function(lambda: worker.adapters.failed_loads)
         steps = Gauge("flywheel_worker_decode_steps", "Decoding steps since start", registry=r)
         steps.set_function(lambda: worker.engine.steps)

@@ -36,7 +36,8 @@ def stack(mock_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iter
     port = free_port()
     worker = start_server(
         ["-m", "gateway", "local-model", "serve", "--port", str(port), "--store", store,
-         "--embedding-model", "none", "--max-model-len", "1024"],
+         "--embedding-model", "none", "--max-model-len", "1024",
+         "--adapters-root", str(tmp_path_factory.getbasetemp())],  # the tests' adapters
         port, work / "worker.log", "/healthz", timeout_s=180,
     )  # fmt: skip
     config = work / "flywheel.yaml"
