@@ -34,6 +34,9 @@ class ServerConfig(Strict):
     header_timeout_s: float = Field(10.0, gt=0)
     body_timeout_s: float = Field(30.0, gt=0, description="the longest pause between body chunks")
     body_total_timeout_s: float = Field(120.0, gt=0, description="the whole body")
+    # The env var holding the token /metrics requires (`Authorization: Bearer <token>`);
+    # unset: /metrics is open. Set but empty in the environment: /metrics refuses all.
+    metrics_token_env: str | None = None
 
 
 class ProviderConfig(Strict):
@@ -130,6 +133,10 @@ class TenantConfig(Strict):
     # responses); retention_days deletes the tenant's events older than that.
     content_logging: bool = True
     retention_days: float | None = Field(None, gt=0)
+    # Write each request's event to the store before its answer is returned (no loss
+    # when the gateway is killed; costs a store write per request). Off: events are
+    # flushed in batches every events.flush_interval_ms.
+    durable_events: bool = False
 
 
 class AdminConfig(Strict):
@@ -151,6 +158,8 @@ class EventsConfig(Strict):
     # millisecond; larger ones raise throughput at the cost of the gateway's p99.
     batch_size: int = Field(64, ge=1)
     flush_interval_ms: float = Field(100.0, gt=0)
+    # How long a durable_events tenant's answer waits for its event to be stored.
+    durable_timeout_ms: float = Field(1000.0, gt=0)
 
 
 class ScanConfig(Strict):
@@ -170,6 +179,12 @@ class ScanConfig(Strict):
 
 class FeedbackConfig(Strict):
     horizon_days: float = Field(7.0, gt=0, description="how long feedback waits for its event")
+    # Per tenant, in any 60 s: feedback posts and request-body bytes; more is a 429.
+    rate_per_minute: int = Field(600, ge=1)
+    bytes_per_minute: int = Field(2_097_152, ge=1)
+    # Feedback kept in memory while the store is down (202 "buffered"); full: 503.
+    buffer_size: int = Field(1000, ge=1)
+    buffer_bytes: int = Field(8_388_608, ge=1)
 
 
 class FlywheelConfig(Strict):

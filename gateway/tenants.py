@@ -43,6 +43,11 @@ class TenantDirectory:
         tenant = self.get(name)
         return tenant.content_logging if tenant is not None else True
 
+    def durable_events(self, name: str) -> bool:
+        """Is the tenant's event written to the store before its answer is returned?"""
+        tenant = self.get(name)
+        return tenant.durable_events if tenant is not None else False
+
     def on_store_change(self, namespace: str, values: dict[str, str]) -> None:
         if namespace == TENANTS:
             parsed = {}

@@ -9,6 +9,10 @@ scheduler counts it as new data. Everything is keyed by id and written with INSE
 IGNORE, so a stream entry delivered twice (at-least-once consumption, a restart before the
 ack) changes nothing; the store's entries are acked only after they are committed here.
 
+Feedback joins a decision only when both carry the same tenant (`due`): feedback that
+another tenant sent on a request id (in the instant before the event was stored, or
+through any other path) is never joined, and is counted in `foreign_feedback`.
+
 At scale the experiences are what a job exports to Parquet on object storage; the
 learner itself keeps only the recent window it needs.
 """
@@ -78,6 +82,7 @@ class ReplayBuffer:
         self._events: dict[str, InteractionEvent] = {}
         self._feedback: dict[str, list[Feedback]] = {}
         self._feedback_at: dict[str, float] = {}
+        self.foreign_feedback = 0  # feedback left out of a join: another tenant's
 
     def close(self) -> None:
         self._db.close()
@@ -150,7 +155,14 @@ class ReplayBuffer:
                 self._feedback.setdefault(request_id, []).append(
                     Feedback.model_validate_json(record)
                 )
-        return [(self._events[i], self._feedback.get(i, [])) for i in ids]
+        return [(self._events[i], self._joined(self._events[i])) for i in ids]
+
+    def _joined(self, event: InteractionEvent) -> list[Feedback]:
+        """The decision's feedback: the event's own tenant's only."""
+        found = self._feedback.get(event.request_id, [])
+        own = [f for f in found if f.tenant == event.tenant]
+        self.foreign_feedback += len(found) - len(own)
+        return own
 
     def retried(self, event: InteractionEvent, window_s: float) -> bool:
         """Did the same user send the same prompt again within the window?"""

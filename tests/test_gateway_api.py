@@ -35,7 +35,10 @@ def test_chat_non_streaming(client: openai.OpenAI, mock: MockControl) -> None:
         "seed": 7,
         "user": "u-1",
     }
-    assert sent["headers"]["x-request-id"] == raw.headers["x-flywheel-request-id"]
+    # the upstream gets its own opaque id, never the one tenants give /v1/feedback
+    upstream_id = sent["headers"]["x-request-id"]
+    assert upstream_id.startswith("fwu-")
+    assert raw.headers["x-flywheel-request-id"].removeprefix("req_") not in upstream_id
 
 
 def test_chat_streaming_chunk_by_chunk(client: openai.OpenAI, mock: MockControl) -> None:

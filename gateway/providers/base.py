@@ -8,6 +8,9 @@ subclasses, translated once inside the provider.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -22,12 +25,30 @@ class Endpoint(StrEnum):
     SCORE = "score"  # a reward model's scores: the local worker's POST /v1/score
 
 
+# The key of upstream request ids: per process, never leaves it.
+_UPSTREAM_ID_KEY = secrets.token_bytes(32)
+
+
+def upstream_request_id(request_id: str) -> str:
+    """The id an upstream sees for a request: an HMAC of the gateway's request id under a
+    per-process key. Stable per request (an upstream can group a request's attempts, and
+    an operator can correlate via the gateway's logs), but no upstream learns the id a
+    tenant uses for `/v1/feedback` and `/v1/requests/{id}`, nor can it compute one."""
+    digest = hmac.new(_UPSTREAM_ID_KEY, request_id.encode(), hashlib.sha256).hexdigest()
+    return f"fwu-{digest[:32]}"
+
+
 @dataclass(frozen=True, slots=True)
 class CallOptions:
-    """Per-attempt settings the dispatcher hands to a provider."""
+    """Per-attempt settings the dispatcher hands to a provider. `request_id` is the
+    gateway's (tenant-facing) id: providers send `upstream_id` instead."""
 
     timeout_s: float | None = None
     request_id: str = ""
+
+    @property
+    def upstream_id(self) -> str:
+        return upstream_request_id(self.request_id) if self.request_id else ""
 
 
 class EventStream(Protocol):

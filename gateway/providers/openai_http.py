@@ -68,7 +68,8 @@ class OpenAIHTTPProvider:
         return timeout
 
     def _request_headers(self, options: CallOptions) -> dict[str, str] | None:
-        return {"x-request-id": options.request_id} if options.request_id else None
+        """Never the tenant-facing request id: it is what `/v1/feedback` takes."""
+        return {"x-request-id": options.upstream_id} if options.request_id else None
 
     async def send(self, endpoint: Endpoint, body: dict[str, Any], options: CallOptions) -> bytes:
         session = self._require_session()

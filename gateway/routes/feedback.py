@@ -1,13 +1,22 @@
 """`POST /v1/feedback` and `GET /v1/requests/{id}`: a tenant's view of its own requests.
 
 Feedback names a request id from `x-flywheel-request-id`. A tenant may only rate its
-own requests: another tenant's id is a 404, as is inspecting one. Feedback for an id
-whose event is not stored yet is kept and joins when the event arrives (up to the
-configured horizon).
+own requests: another tenant's id is a 404, as is inspecting one, whether the event is
+stored or still queued in this gateway; the store joins feedback only to an event of the
+same tenant, so feedback that raced ahead of another tenant's event never joins it.
+Feedback for an id whose event is not stored yet is kept and joins when the event
+arrives (up to the configured horizon).
+
+Posts are limited per tenant (`feedback.rate_per_minute`, `feedback.bytes_per_minute`:
+429 with Retry-After). While the store is down, feedback is buffered in memory and
+written when it returns (202, `"status": "buffered"`); with the buffer full, 503 with
+Retry-After. Store errors never reach the client: the message is a fixed sentence, and
+the (scrubbed) cause goes to the log.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from typing import Any, Literal
@@ -19,12 +28,21 @@ from starlette.routing import Route
 
 from gateway.errors import GatewayError, NotFound, UpstreamUnavailable
 from gateway.events import Feedback
+from gateway.feedback_limits import FeedbackLimiter, FeedbackLimits
 from gateway.http import error_response, json_response, parse_json, read_body
+from gateway.logs import log_event
 from gateway.protocol import Wire, validate
 from gateway.state import AppState
-from gateway.store.base import StoreUnavailable
+from gateway.store.base import Store, StoreUnavailable
 
 MAX_TEXT = 32_000
+STORE_RETRY_S = 5.0  # Retry-After when the store is down and nothing can be kept
+BUFFERED_NOTE = (
+    "The interaction store is unreachable; this feedback is kept by the gateway and"
+    " stored when the store returns."
+)
+
+log = logging.getLogger("flywheel.feedback")
 
 
 class FeedbackRequest(Wire):
@@ -70,6 +88,10 @@ class FeedbackRequest(Wire):
 class FeedbackRoutes:
     def __init__(self, state: AppState) -> None:
         self._state = state
+        settings = state.config.feedback
+        self._limiter = FeedbackLimiter(
+            FeedbackLimits(settings.rate_per_minute, settings.bytes_per_minute)
+        )
 
     def routes(self) -> list[Route]:
         return [
@@ -82,12 +104,13 @@ class FeedbackRoutes:
         try:
             principal = state.keys.authenticate(request.headers.get("authorization"))
             raw = await read_body(request, state.config.server.max_body_bytes)
+            self._limiter.admit(principal.tenant, len(raw))
             wire = validate(FeedbackRequest, parse_json(raw))
             assert isinstance(wire, FeedbackRequest)
             store = self._store()
-            event = await store.get_event(wire.request_id)
-            if event is not None and event.tenant != principal.tenant:
-                raise _unknown(wire.request_id)
+            queued = state.events.queued_tenant(wire.request_id) if state.events else None
+            if queued is not None and queued != principal.tenant:
+                raise _unknown(wire.request_id)  # another tenant's event, not stored yet
             text = wire.text
             if text:  # the store keeps the tenant's `logs` form of it (redacted by default)
                 policy = state.router.policies.get(principal.tenant)
@@ -104,44 +127,72 @@ class FeedbackRoutes:
                 user=wire.user,
                 ts=time.time(),
             )
-            await store.put_feedback(feedback)
+            status = await self._put(store, feedback)
         except GatewayError as exc:
             return error_response(exc)
+        body: dict[str, Any] = {
+            "id": feedback.feedback_id,
+            "object": "feedback",
+            "request_id": feedback.request_id,
+            "status": status,
+        }
+        if status == "buffered":
+            body["note"] = BUFFERED_NOTE
+            return json_response(body, 202)
+        return json_response(body, 201)
+
+    async def _put(self, store: Store, feedback: Feedback) -> str:
+        """Store it (joined or pending its event), or buffer it while the store is down."""
+        try:
+            status = await store.put_feedback(feedback)
         except StoreUnavailable as exc:
-            return error_response(UpstreamUnavailable(f"The store is unreachable: {exc}"))
-        return json_response(
-            {
-                "id": feedback.feedback_id,
-                "object": "feedback",
-                "request_id": feedback.request_id,
-                "status": "joined" if event is not None else "pending_event",
-            },
-            201,
-        )
+            events = self._state.events
+            kept = events is not None and events.buffer_feedback(feedback)
+            log_event(
+                log,
+                "feedback buffered" if kept else "feedback refused: store down, buffer full",
+                logging.WARNING,
+                request_id=feedback.request_id,
+                tenant=feedback.tenant,
+                error=str(exc),
+            )
+            if not kept:
+                raise _store_down() from None
+            return "buffered"
+        if status == "refused":  # another tenant's event, stored since we looked
+            raise _unknown(feedback.request_id)
+        return status
 
     async def inspect(self, request: Request) -> Response:
         state = self._state
+        request_id = request.path_params["request_id"]
         try:
             principal = state.keys.authenticate(request.headers.get("authorization"))
-            request_id = request.path_params["request_id"]
             store = self._store()
-            event = await store.get_event(request_id)
-            if event is None or event.tenant != principal.tenant:
-                raise _unknown(request_id)
-            feedback = [
-                f for f in await store.feedback_for(request_id) if f.tenant == principal.tenant
-            ]
+            try:
+                event = await store.get_event(request_id)
+                if event is None or event.tenant != principal.tenant:
+                    raise _unknown(request_id)
+                feedback = await store.feedback_for(request_id, principal.tenant)
+            except StoreUnavailable as exc:
+                log_event(
+                    log,
+                    "request inspection failed",
+                    logging.WARNING,
+                    request_id=request_id,
+                    tenant=principal.tenant,
+                    error=str(exc),
+                )
+                raise _store_down() from None
         except GatewayError as exc:
             return error_response(exc)
-        except StoreUnavailable as exc:
-            return error_response(UpstreamUnavailable(f"The store is unreachable: {exc}"))
         body: dict[str, Any] = {
             "event": event.model_dump(),
             "feedback": [f.model_dump() for f in feedback],
         }
         return json_response(body)
 
-    def _store(self) -> Any:
+    def _store(self) -> Store:
         if self._state.store is None:
             raise NotFound("This gateway keeps no interaction log (no store configured)")
         return self._state.store
@@ -150,4 +201,13 @@ class FeedbackRoutes:
 def _unknown(request_id: str) -> NotFound:
     return NotFound(
         f"No request '{request_id}' for this tenant", param="request_id", code="request_not_found"
+    )
+
+
+def _store_down() -> UpstreamUnavailable:
+    """What a client hears about a store outage: no URL, host or cause, just when to retry."""
+    return UpstreamUnavailable(
+        "The interaction store is unreachable; retry later",
+        retry_after_s=STORE_RETRY_S,
+        code="store_unavailable",
     )

@@ -7,7 +7,15 @@ connected until `start()` or the first call.
 
 from __future__ import annotations
 
-from gateway.store.base import AuditEntry, Change, Store, StoreUnavailable, StreamEntry
+from gateway.store.base import (
+    AuditEntry,
+    Change,
+    FeedbackStatus,
+    Store,
+    StoreUnavailable,
+    StreamEntry,
+)
+from gateway.store.scrub import safe_url
 
 SCHEMES = ("sqlite:///", "redis://", "rediss://")
 
@@ -22,7 +30,15 @@ def open_store(url: str) -> Store:
         from gateway.store.redis_store import RedisStore  # redis is only needed here
 
         return RedisStore(url)
-    raise ValueError(f"unsupported store url {url!r}: use one of {', '.join(SCHEMES)}")
+    raise ValueError(f"unsupported store url {safe_url(url)!r}: use one of {', '.join(SCHEMES)}")
 
 
-__all__ = ["AuditEntry", "Change", "Store", "StoreUnavailable", "StreamEntry", "open_store"]
+__all__ = [
+    "AuditEntry",
+    "Change",
+    "FeedbackStatus",
+    "Store",
+    "StoreUnavailable",
+    "StreamEntry",
+    "open_store",
+]

@@ -12,10 +12,17 @@ Concepts:
   had not acked).
 - **events by id**: `put_events` is idempotent by request id (a second put of the
   same id is ignored), and `get_event` finds one.
-- **feedback by request id**: kept whether or not the event exists yet.
+- **feedback by (request id, tenant)**: kept whether or not the event exists yet, and
+  joined only to an event of the same tenant: `put_feedback` refuses feedback on another
+  tenant's stored event, and `put_events` drops feedback that another tenant left on a
+  request id before its event arrived (counted in `foreign_feedback_dropped`).
 - **hashes**: small namespaced key/value maps (flags, kill switches, policy params,
   adapter registry, API keys) with `changes` notices on every write.
 - **audit**: an append-only log of who changed what.
+
+Errors: every backend failure is raised as `StoreUnavailable(kind, problem)`, translated
+once inside the backend; its text names the kind of store and the problem, never the
+URL or its credentials (gateway/store/scrub.py), so it is safe in a log line.
 """
 
 from __future__ import annotations
@@ -27,10 +34,21 @@ from typing import Literal, Protocol
 from gateway.events import Feedback, InteractionEvent
 
 StreamName = Literal["events", "feedback"]
+# What `put_feedback` did: joined to the tenant's stored event, kept until that event
+# arrives, or refused (the stored event belongs to another tenant; nothing was kept).
+FeedbackStatus = Literal["joined", "pending_event", "refused"]
 
 
 class StoreUnavailable(Exception):
-    """The store cannot be reached or refused the operation; callers may retry later."""
+    """The store cannot be reached or refused the operation; callers may retry later.
+
+    `kind` is the store kind (`redis`, `sqlite`); `problem` a scrubbed phrase. The message
+    never carries the store URL, a user name or a password."""
+
+    def __init__(self, kind: str, problem: str) -> None:
+        super().__init__(f"{kind} store unavailable: {problem}")
+        self.kind = kind
+        self.problem = problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +77,7 @@ class AuditEntry:
 
 class Store(Protocol):
     url: str
+    foreign_feedback_dropped: int  # feedback of another tenant dropped when its event came
 
     async def start(self) -> None: ...
 
@@ -74,10 +93,12 @@ class Store(Protocol):
 
     async def get_event(self, request_id: str) -> InteractionEvent | None: ...
 
-    async def put_feedback(self, feedback: Feedback) -> None:
-        """Append to the feedback stream and index it by request id."""
+    async def put_feedback(self, feedback: Feedback) -> FeedbackStatus:
+        """Append to the feedback stream and index it by request id, unless the stored
+        event of that id belongs to another tenant ("refused": nothing is written)."""
 
-    async def feedback_for(self, request_id: str) -> list[Feedback]: ...
+    async def feedback_for(self, request_id: str, tenant: str | None = None) -> list[Feedback]:
+        """The feedback on a request id; with `tenant`, only that tenant's (the join)."""
 
     # --- consumption (the learner) -------------------------------------------------
 

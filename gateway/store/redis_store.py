@@ -4,18 +4,22 @@ Keys (standalone Redis; the Lua scripts name keys they compute, so Redis Cluster
 need hash tags first):
 - `fw:stream:events`, `fw:stream:feedback`: the streams; each entry has one field `d`,
   the record's JSON. Consumer groups are created at id 0 (MKSTREAM) on first read.
-- `fw:event:<request_id>`: hash {id: stream entry id, tidx, uidx: the index keys it is
-  in}. Its existence is what makes `put_events` idempotent (checked in a Lua script,
+- `fw:event:<request_id>`: hash {id: stream entry id, tenant, tidx, uidx: the index keys
+  it is in}. Its existence is what makes `put_events` idempotent (checked in a Lua script,
   so a retried batch never appends twice); the JSON is read back from the stream.
-- `fw:fb:<feedback_id>`: hash {id, rid, uidx}; `fw:fbreq:<request_id>`: sorted set of
-  feedback ids by ts; `fw:orphans`: sorted set of feedback ids whose event was absent.
+- `fw:fb:<feedback_id>`: hash {id, rid, tenant, uidx}; `fw:fbreq:<request_id>`: sorted
+  set of feedback ids by ts; `fw:orphans`: sorted set of feedback ids whose event was
+  absent. Feedback joins only its own tenant's event: `put_feedback` refuses it when the
+  stored event is another tenant's, and `put_events` deletes another tenant's feedback
+  left on the id before the event came (both in Lua, so no interleaving slips past).
 - `fw:idx:t:<tenant>` (request ids by ts) and `fw:idx:u:<tenant>:<user>` (`e:<rid>` and
   `f:<fid>` by ts): what retention and per-user deletion walk. Deletion XDELs the
   stream entries and removes every key and index member, in Lua, 500 at a time.
 - `fw:h:<namespace>`: hashes; every write PUBLISHes `namespace\\0field` on `fw:changes`.
 - `fw:audit`: a list, newest first, capped at `audit_cap` entries.
 
-Every Redis error is translated to `StoreUnavailable` here. Timeouts are short (1 s)
+Every Redis error is translated to `StoreUnavailable` here, scrubbed of the URL and its
+credentials (gateway/store/scrub.py). Timeouts are short (1 s)
 and a failed command is retried once at once (a pooled connection may predate a
 server restart), so an outage surfaces in milliseconds, not after a backoff.
 """
@@ -36,7 +40,16 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from gateway.events import Feedback, InteractionEvent
-from gateway.store.base import AuditEntry, Change, StoreUnavailable, StreamEntry, StreamName
+from gateway.store.base import (
+    AuditEntry,
+    Change,
+    FeedbackStatus,
+    StoreUnavailable,
+    StreamEntry,
+    StreamName,
+)
+from gateway.store.joins import feedback_status, foreign_feedback_dropped
+from gateway.store.scrub import describe
 
 STREAMS: dict[str, str] = {"events": "fw:stream:events", "feedback": "fw:stream:feedback"}
 CHANNEL = "fw:changes"
@@ -80,36 +93,57 @@ local function entry_json(stream, id)
   if #r == 0 then return false end
   return r[1][2][2]
 end
+-- The tenant of a stored record; records written before the hash kept it: from the JSON.
+local function tenant_of(key, stream)
+  local h = redis.call('HMGET', key, 'tenant', 'id')
+  if h[1] then return h[1] end
+  if not h[2] then return false end
+  local json = entry_json(stream, h[2])
+  if not json then return false end
+  return cjson.decode(json)['tenant'] or false
+end
 """
 
-# ARGV: per event (request id, ts, json, tenant index key, user index key or '').
+# ARGV: per event (request id, ts, json, tenant index key, user index key or '', tenant).
+# Returns {events new, foreign feedback dropped}.
 _PUT_EVENTS = """
-local new = 0
-for i = 1, #ARGV, 5 do
-  local rid, ts, json, tidx, uidx = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+local new, dropped = 0, 0
+for i = 1, #ARGV, 6 do
+  local rid, ts, json, tidx = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local uidx, tenant = ARGV[i + 4], ARGV[i + 5]
   if redis.call('EXISTS', ek(rid)) == 0 then
     local id = redis.call('XADD', ES, '*', 'd', json)
-    redis.call('HSET', ek(rid), 'id', id, 'tidx', tidx, 'uidx', uidx)
+    redis.call('HSET', ek(rid), 'id', id, 'tenant', tenant, 'tidx', tidx, 'uidx', uidx)
     redis.call('ZADD', tidx, ts, rid)
     if uidx ~= '' then redis.call('ZADD', uidx, ts, 'e:' .. rid) end
-    local fids = redis.call('ZRANGE', rk(rid), 0, -1)
-    if #fids > 0 then redis.call('ZREM', ORPH, unpack(fids)) end
+    for _, fid in ipairs(redis.call('ZRANGE', rk(rid), 0, -1)) do
+      local owner = tenant_of(fk(fid), FS)
+      if owner and owner ~= tenant then
+        dropped = dropped + del_feedback(fid)
+      else
+        redis.call('ZREM', ORPH, fid)
+      end
+    end
     new = new + 1
   end
 end
-return new
+return {new, dropped}
 """
 
-# ARGV: feedback id, request id, ts, json, user index key or ''.
+# ARGV: feedback id, request id, ts, json, user index key or '', tenant.
+# Returns the FeedbackStatus.
 _PUT_FEEDBACK = """
-local fid, rid, ts, json, uidx = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-if redis.call('EXISTS', fk(fid)) == 1 then return 0 end
+local fid, rid, ts, json, uidx, tenant = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local owner = tenant_of(ek(rid), ES)
+if owner and owner ~= tenant then return 'refused' end
+local status = owner and 'joined' or 'pending_event'
+if redis.call('EXISTS', fk(fid)) == 1 then return status end
 local id = redis.call('XADD', FS, '*', 'd', json)
-redis.call('HSET', fk(fid), 'id', id, 'rid', rid, 'uidx', uidx)
+redis.call('HSET', fk(fid), 'id', id, 'rid', rid, 'tenant', tenant, 'uidx', uidx)
 redis.call('ZADD', rk(rid), ts, fid)
 if uidx ~= '' then redis.call('ZADD', uidx, ts, 'f:' .. fid) end
-if redis.call('EXISTS', ek(rid)) == 0 then redis.call('ZADD', ORPH, ts, fid) end
-return 1
+if not owner then redis.call('ZADD', ORPH, ts, fid) end
+return status
 """
 
 _GET_EVENT = """
@@ -187,12 +221,17 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _translated(exc: RedisError, url: str) -> StoreUnavailable:
+    """The one translation of a Redis error: kind and scrubbed problem, never the URL."""
+    return StoreUnavailable("redis", describe(exc, url))
+
+
 @contextlib.contextmanager
 def _unavailable(url: str) -> Iterator[None]:
     try:
         yield
     except RedisError as exc:
-        raise StoreUnavailable(f"{url}: {type(exc).__name__}: {exc}") from exc
+        raise _translated(exc, url) from exc
 
 
 class RedisStore:
@@ -204,6 +243,7 @@ class RedisStore:
         audit_cap: int = 100_000,
     ) -> None:
         self.url = url
+        self.foreign_feedback_dropped = 0
         self._audit_cap = audit_cap
         self._client = aioredis.Redis.from_url(
             url,
@@ -264,25 +304,33 @@ class RedisStore:
         for e in events:
             index = _user_index(e.tenant, e.user)
             args += [e.request_id, e.ts, e.model_dump_json(), _tenant_index(e.tenant), index]
-        return int(await self._script("put_events", *args))
+            args.append(e.tenant)
+        new, dropped = await self._script("put_events", *args)
+        if int(dropped):
+            self.foreign_feedback_dropped += int(dropped)
+            foreign_feedback_dropped(int(dropped))
+        return int(new)
 
     async def get_event(self, request_id: str) -> InteractionEvent | None:
         raw = await self._script("get_event", request_id)
         return None if raw is None else InteractionEvent.model_validate_json(raw)
 
-    async def put_feedback(self, feedback: Feedback) -> None:
-        await self._script(
+    async def put_feedback(self, feedback: Feedback) -> FeedbackStatus:
+        status = await self._script(
             "put_feedback",
             feedback.feedback_id,
             feedback.request_id,
             feedback.ts,
             feedback.model_dump_json(),
             _user_index(feedback.tenant, feedback.user),
+            feedback.tenant,
         )
+        return feedback_status(_text(status))
 
-    async def feedback_for(self, request_id: str) -> list[Feedback]:
+    async def feedback_for(self, request_id: str, tenant: str | None = None) -> list[Feedback]:
         raws = await self._script("feedback_for", request_id)
-        return [Feedback.model_validate_json(raw) for raw in raws]
+        found = [Feedback.model_validate_json(raw) for raw in raws]
+        return [f for f in found if tenant is None or f.tenant == tenant]
 
     # --- consumption -----------------------------------------------------------------
 
@@ -397,13 +445,13 @@ class RedisStore:
                 except RedisError as exc:
                     if self._closed.is_set():
                         return  # the store closed under us: the notices end
-                    raise StoreUnavailable(f"{self.url}: {type(exc).__name__}: {exc}") from exc
+                    raise _translated(exc, self.url) from exc
                 if message is not None and message["type"] == "message":
                     namespace, _, field = _text(message["data"]).partition("\x00")
                     yield Change(namespace, field)
         finally:
             with contextlib.suppress(RedisError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
 
     # --- audit ---------------------------------------------------------------------
 

@@ -10,6 +10,11 @@ Tables: `events` and `feedback` (the two streams; an AUTOINCREMENT `seq` is the 
 id and is never reused), `consumer_groups` (last delivered seq per group) and `pending`
 (delivered, not yet acked), `hashes`, `change_log` (polled by `changes()`, pruned to
 the last minute on write) and `audit`.
+
+Feedback joins only its own tenant's event: `put_feedback` refuses feedback on another
+tenant's stored event, and `put_events` deletes feedback another tenant left on the id
+before the event came, in the event's transaction. Failures become `StoreUnavailable`
+with a scrubbed message (never the URL).
 """
 
 from __future__ import annotations
@@ -24,7 +29,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.events import Feedback, InteractionEvent
-from gateway.store.base import AuditEntry, Change, StoreUnavailable, StreamEntry, StreamName
+from gateway.store.base import (
+    AuditEntry,
+    Change,
+    FeedbackStatus,
+    StoreUnavailable,
+    StreamEntry,
+    StreamName,
+)
+from gateway.store.joins import foreign_feedback_dropped
+from gateway.store.scrub import describe
 
 T = TypeVar("T")
 
@@ -100,6 +114,7 @@ def _seq(entry_id: str) -> int:
 class SQLiteStore:
     def __init__(self, url: str, busy_timeout_ms: int = 5000) -> None:
         self.url = url
+        self.foreign_feedback_dropped = 0
         self._path = path_from_url(url)
         self._busy_timeout_ms = busy_timeout_ms
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="flywheel-sqlite")
@@ -135,14 +150,14 @@ class SQLiteStore:
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(conn, *args)` on the worker thread; map SQLite's failures once."""
         if self._closed:
-            raise StoreUnavailable(f"{self.url}: store closed")
+            raise StoreUnavailable("sqlite", "store closed")
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, self._on_thread, fn, args)
         except (sqlite3.OperationalError, OSError) as exc:
-            raise StoreUnavailable(f"{self.url}: {exc}") from exc
+            raise StoreUnavailable("sqlite", describe(exc, self.url)) from exc
         except RuntimeError as exc:  # the executor was shut down by close()
-            raise StoreUnavailable(f"{self.url}: store closed") from exc
+            raise StoreUnavailable("sqlite", "store closed") from exc
 
     async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._call(_write, fn)
@@ -184,11 +199,21 @@ class SQLiteStore:
         rows = [
             (e.request_id, e.tenant, e.user, e.ts, e.model_dump_json().encode()) for e in events
         ]
+        owners = [(e.request_id, e.tenant) for e in events]
         sql = (
             "INSERT OR IGNORE INTO events (request_id, tenant, user, ts, payload)"
             " VALUES (?, ?, ?, ?, ?)"
         )
-        added: int = await self._tx(lambda conn: conn.executemany(sql, rows).rowcount)
+        foreign = "DELETE FROM feedback WHERE request_id = ? AND tenant != ?"
+
+        def put(conn: sqlite3.Connection) -> tuple[int, int]:
+            added: int = conn.executemany(sql, rows).rowcount
+            return added, conn.executemany(foreign, owners).rowcount
+
+        added, dropped = await self._tx(put)
+        if dropped:
+            self.foreign_feedback_dropped += dropped
+            foreign_feedback_dropped(dropped)
         if added:
             self._appended.set()
         return added
@@ -197,19 +222,36 @@ class SQLiteStore:
         rows = await self._query("SELECT payload FROM events WHERE request_id = ?", request_id)
         return InteractionEvent.model_validate_json(rows[0][0]) if rows else None
 
-    async def put_feedback(self, feedback: Feedback) -> None:
+    async def put_feedback(self, feedback: Feedback) -> FeedbackStatus:
         f = feedback
         row = (f.feedback_id, f.request_id, f.tenant, f.user, f.ts, f.model_dump_json().encode())
         sql = (
             "INSERT OR IGNORE INTO feedback (feedback_id, request_id, tenant, user, ts, payload)"
             " VALUES (?, ?, ?, ?, ?, ?)"
         )
-        if (await self._modify((sql, row)))[0]:
-            self._appended.set()
 
-    async def feedback_for(self, request_id: str) -> list[Feedback]:
-        sql = "SELECT payload FROM feedback WHERE request_id = ? ORDER BY seq"
-        return [Feedback.model_validate_json(p) for (p,) in await self._query(sql, request_id)]
+        def put(conn: sqlite3.Connection) -> tuple[FeedbackStatus, int]:
+            owner = conn.execute(
+                "SELECT tenant FROM events WHERE request_id = ?", (f.request_id,)
+            ).fetchone()
+            if owner is not None and owner[0] != f.tenant:
+                return "refused", 0
+            status: FeedbackStatus = "pending_event" if owner is None else "joined"
+            return status, conn.execute(sql, row).rowcount
+
+        status, added = await self._tx(put)
+        if added:
+            self._appended.set()
+        return status
+
+    async def feedback_for(self, request_id: str, tenant: str | None = None) -> list[Feedback]:
+        if tenant is None:
+            sql = "SELECT payload FROM feedback WHERE request_id = ? ORDER BY seq"
+            rows = await self._query(sql, request_id)
+        else:
+            sql = "SELECT payload FROM feedback WHERE request_id = ? AND tenant = ? ORDER BY seq"
+            rows = await self._query(sql, request_id, tenant)
+        return [Feedback.model_validate_json(p) for (p,) in rows]
 
     # --- consumption -----------------------------------------------------------------
 

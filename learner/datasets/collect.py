@@ -28,7 +28,7 @@ async def collect(
             event = await store.get_event(request_id)
             if event is None:
                 return None
-            feedback = await store.feedback_for(request_id)
+            feedback = await store.feedback_for(request_id, event.tenant)
         reward = rewards.get(request_id) if rewards is not None else None
         return interaction_from(event, feedback, reward)
 
@@ -44,6 +44,8 @@ def replay_rewards(buffer: ReplayBuffer, tenant: str | None = None) -> dict[str,
 def interaction_from(
     event: InteractionEvent, feedback: Iterable[Feedback] = (), reward: float | None = None
 ) -> Interaction:
+    """The event with its own tenant's feedback (another tenant's never joins)."""
+    feedback = [f for f in feedback if f.tenant == event.tenant]
     return Interaction(
         request_id=event.request_id,
         tenant=event.tenant,
