@@ -28,6 +28,7 @@ import asyncio
 import itertools
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -52,6 +53,7 @@ SHORT = "hi"
 MB = 1024 * 1024
 PHASES = 8
 CACHE = Path(os.environ.get("FLYWHEEL_MODEL_CACHE", ".flywheel/models"))  # the worker's default
+ADMIN_TOKEN = secrets.token_urlsafe(32)  # the worker's admin token (adapter load/unload)
 
 
 @dataclass
@@ -161,9 +163,11 @@ def start_worker(work: Path, cache: Path, args: argparse.Namespace) -> Server:
     argv = [sys.executable, "-m", "gateway", "local-model", "serve", "--model", MODEL]
     argv += ["--cache-dir", str(cache), "--port", str(port), "--threads", str(args.threads)]
     argv += ["--max-batch", str(max(16, args.concurrency)), "--embedding-model", "none"]
+    argv += ["--adapters-root", str(work), "--admin-token-env", "BENCH_WORKER_TOKEN"]
     log = work / "worker.log"
+    env = clean_env(BENCH_WORKER_TOKEN=ADMIN_TOKEN)
     return start_server("local worker", argv, port=port, ready_path="/healthz", log_path=log,
-                        env=clean_env(), timeout_s=180)  # fmt: skip
+                        env=env, timeout_s=180)  # fmt: skip
 
 
 async def measure_worker(
@@ -211,7 +215,9 @@ async def measure_worker(
         for i, path in enumerate(adapters, 1):
             started = time.perf_counter()
             body = {"lora_name": f"bench-{i}", "lora_path": str(path)}
-            (await client.post("/v1/load_lora_adapter", json=body)).raise_for_status()
+            admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+            loaded = await client.post("/v1/load_lora_adapter", json=body, headers=admin)
+            loaded.raise_for_status()
             loads.append(time.perf_counter() - started)
         tuned = await chat(client, PROMPT, max_tokens, f"{MODEL}:bench-{len(adapters)}")
         again = await chat(client, PROMPT, max_tokens, MODEL)
