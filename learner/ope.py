@@ -12,6 +12,10 @@ policy pi gives w_i = pi(a_i | x_i) / p_i, the importance weight of decision i.
   default q is a per-arm ridge regression, cross-fitted on 2 folds: each half is scored by
   a model fitted on the other, so q's fitting noise doesn't leak into its own correction.
 
+`difference` judges a candidate against the live policy paired on the same decisions: the
+mean of per-decision DR term differences (`dr_terms`, one cross-fitted reward model for
+both), whose interval is narrow wherever the two policies agree.
+
 Confidence intervals are normal approximations: IPS and DR from the per-sample terms, SNIPS by
 the delta method for a ratio of means. `bootstrap=B` swaps in a percentile bootstrap over B
 resamples (the reward model held fixed). ESS = (sum w)^2 / sum w^2 counts how many logged
@@ -193,6 +197,72 @@ def logged_value(logged: Logged, *, level: float = 0.95) -> Estimate:
     return _estimate("on-policy", logged.rewards, None, ones, _CI(level, 0, 0))
 
 
+def cross_fitted_rewards(logged: Logged, *, l2: float = 1.0, seed: int = 0) -> FloatArray:
+    """q [n, K]: each decision's estimated reward per arm from a ridge model fitted on the
+    other half of the log (2-fold cross-fitting, folds drawn with `seed`)."""
+    fold = np.zeros(logged.n, dtype=bool)
+    fold[np.random.default_rng(seed).permutation(logged.n)[: logged.n // 2]] = True
+    q = np.empty((logged.n, logged.n_actions))
+    for held in (fold, ~fold):
+        fit = fit_reward_model(
+            logged.X[~held], logged.actions[~held], logged.rewards[~held], logged.n_actions, l2
+        )
+        q[held] = fit(logged.X[held])
+    return q
+
+
+def dr_terms(pi: FloatArray, logged: Logged, q: FloatArray) -> FloatArray:
+    """Each decision's doubly robust term for the policy with probabilities pi [n, K]; their
+    mean is the DR value. Linear in pi: the terms of a mixture are the mixture of terms."""
+    w = pi[np.arange(logged.n), logged.actions] / logged.propensities
+    terms: FloatArray = (pi * q).sum(axis=1) + w * (
+        logged.rewards - q[np.arange(logged.n), logged.actions]
+    )
+    return terms
+
+
+def mean_estimate(
+    method: str,
+    terms: FloatArray,
+    weights: FloatArray,
+    *,
+    level: float = 0.95,
+    bootstrap: int = 0,
+    seed: int = 0,
+) -> Estimate:
+    """mean(terms) with its interval (normal, or a percentile bootstrap of `bootstrap`
+    resamples); ESS from the importance weights `weights`."""
+    return _estimate(method, terms, None, weights, _CI(level, bootstrap, seed))
+
+
+def difference(
+    candidate: PolicyProbs,
+    live: PolicyProbs | None,
+    logged: Logged,
+    *,
+    l2: float = 1.0,
+    level: float = 0.95,
+    bootstrap: int = 0,
+    seed: int = 0,
+) -> Estimate:
+    """DR value of `candidate` minus `live`, paired on the same logged decisions: the mean of
+    the per-decision differences of their DR terms (one cross-fitted reward model for both),
+    with its interval. Where the two policies agree their terms cancel, so the interval is
+    far narrower than either value's own. `live=None`: the logging policy itself, whose terms
+    are the logged rewards. ESS is the candidate's."""
+    q = cross_fitted_rewards(logged, l2=l2, seed=seed)
+    pi = _probs(candidate, logged)
+    base = logged.rewards if live is None else dr_terms(_probs(live, logged), logged, q)
+    return mean_estimate(
+        "dr-diff",
+        dr_terms(pi, logged, q) - base,
+        _weights(pi, logged, None),
+        level=level,
+        bootstrap=bootstrap,
+        seed=seed,
+    )
+
+
 @dataclass(frozen=True)
 class GateDecision:
     publish: bool
@@ -207,6 +277,10 @@ class GateDecision:
 
 def gate(candidate: Estimate, live: Estimate, tolerance: float, min_ess: float) -> GateDecision:
     """Publish only if the candidate is, with confidence, not worse than live by > tolerance.
+
+    The unpaired rule, kept for comparison: the learner's bandit gate (learner/bandit_gate.py)
+    judges the paired difference instead, since this one freezes learning once candidates
+    become nearly deterministic (their own interval stays wider than `tolerance`).
 
     Rule (a non-inferiority test): publish iff both estimates rest on ESS >= min_ess and the
     candidate's lower confidence bound >= live.value - tolerance. A two-sided 95% interval
@@ -271,14 +345,7 @@ def _dr(
     if q_model is not None:
         q = np.asarray(q_model(logged.X), dtype=np.float64)
     else:  # cross-fitting: score each half with the model fitted on the other half
-        fold = np.zeros(logged.n, dtype=bool)
-        fold[np.random.default_rng(ci.seed).permutation(logged.n)[: logged.n // 2]] = True
-        q = np.empty((logged.n, logged.n_actions))
-        for held in (fold, ~fold):
-            fit = fit_reward_model(
-                logged.X[~held], logged.actions[~held], logged.rewards[~held], logged.n_actions, l2
-            )
-            q[held] = fit(logged.X[held])
+        q = cross_fitted_rewards(logged, l2=l2, seed=ci.seed)
     w = _weights(pi, logged, clip)
     q_taken = q[np.arange(logged.n), logged.actions]
     terms = (pi * q).sum(axis=1) + w * (logged.rewards - q_taken)

@@ -92,6 +92,7 @@ class Learner:
         await self.sync.start()
         self.policies.reload()
         self._build_rules()
+        await self._publish_initial()
 
     async def close(self) -> None:
         await self.sync.close()
@@ -109,7 +110,8 @@ class Learner:
                 live = _parse(published.get(field_name(tenant, rule.name)))
                 arms = tuple(rule.route.chain)
                 fitting = live if live is not None and live.arms == arms else None
-                learner = RuleLearner(tenant, rule.name, arms, policy.learning, fitting)
+                learner = RuleLearner(tenant, rule.name, arms, policy.learning, fitting,
+                                      objective=rule.route.objective)  # fmt: skip
                 for experience in self.replay.experiences(tenant, rule.name, last=REBUILD_LAST):
                     learner.learn(experience)
                 learner.fresh = 0
@@ -233,6 +235,21 @@ class Learner:
             if decision.publish:
                 await self.store.hset(BANDIT_PARAMS, target, candidate.to_json())
                 rule.published(candidate)
+
+    async def _publish_initial(self) -> None:
+        """Rules with nothing published start exploring within `learning.initial_explore`."""
+        for key, rule in self.rules.items():
+            params = rule.initial()
+            if params is None or self.flags.killed(key[0], job="bandit"):
+                continue
+            target = field_name(*key)
+            await self.store.hset(BANDIT_PARAMS, target, params.to_json())
+            rule.published(params)
+            reason = f"initial exploration: {rule.learning.initial_explore:g} spread over arms"
+            await self.store.audit(AuditEntry(time.time(), "learner", "learner.publish", target,
+                                              None, json.dumps({"candidate": params.version,
+                                                                "reason": reason})))  # fmt: skip
+            log.info("learner.publish %s: %s", target, reason)
 
     def _schedule(self, every_s: float = 10.0) -> None:
         now = time.monotonic()

@@ -90,15 +90,31 @@ class EnsembleSpec(Strict):
         return self.scorer if self.select == "reward" else None
 
 
+class Objective(Strict):
+    """A `bandit` rule's quality target (learner/quality_target.py): the cheapest routing whose
+    expected quality stays >= `min_quality_ratio` x the `reference` model's, with confidence."""
+
+    reference: str = Field(min_length=1)
+    min_quality_ratio: float = Field(gt=0, le=1)
+
+
 class Route(Strict):
     strategy: Strategy = "first"
     chain: list[str] = Field(min_length=1, max_length=MAX_CHAIN)
     weights: list[float] | None = Field(None, max_length=MAX_CHAIN)
     ensemble: EnsembleSpec | None = None
     template: str | None = None  # overrides the policy's intent -> template choice
+    objective: Objective | None = None  # strategy bandit: a quality target, not the reward
 
     @model_validator(mode="after")
     def _consistent(self) -> Route:
+        if self.objective is not None:
+            if self.strategy != "bandit":
+                raise ValueError("objective: only a strategy: bandit rule takes an objective")
+            if self.objective.reference not in self.chain:
+                raise ValueError(
+                    f"objective.reference {self.objective.reference!r} is not in the chain"
+                )
         if self.strategy == "weighted":
             if self.weights is None or len(self.weights) != len(self.chain):
                 raise ValueError("strategy weighted needs one weight per chain entry")
@@ -258,6 +274,11 @@ class Learning(Strict):
     publish_every: int = Field(200, ge=1)  # new experiences per rule between publications
     ope_tolerance: float = Field(0.02, ge=0)  # how much worse than live a candidate may look
     min_ess: float = Field(30.0, ge=0)  # effective sample size the gate needs
+    # before the first learned publication, this share of traffic is spread evenly over
+    # the arms (the rest follows the static chain); 0: the static chain only
+    initial_explore: float = Field(0.0, ge=0, le=1)
+    # a candidate is published only when it moves at least this share of traffic
+    min_change: float = Field(0.01, ge=0, le=1)
     # Training runs (reward_model, sft, rl) the scheduler starts; none unless listed.
     jobs: dict[Literal["reward_model", "sft", "rl"], JobSchedule] = Field(default_factory=dict)
     # The canary of this tenant's trained adapters; unset: the learner's own defaults
