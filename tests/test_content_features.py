@@ -155,7 +155,8 @@ def ask(gw: Server, text: str) -> tuple[str, dict[str, Any]]:
         model="auto", messages=[{"role": "user", "content": text}]
     )
     assert raw.headers["x-flywheel-strategy"] == "bandit"
-    return raw.headers["x-flywheel-route"], wait_event(gw, ADMIN, raw.headers["x-flywheel-request-id"])
+    event = wait_event(gw, ADMIN, raw.headers["x-flywheel-request-id"])
+    return raw.headers["x-flywheel-route"], event
 
 
 async def test_published_content_bandit_routes_one_intent_by_topic(
