@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from gateway.config import BreakerConfig, FlywheelConfig, RetryConfig
-from gateway.errors import ModelNotFound, PermissionDenied
+from gateway.errors import ModelNotFound
 from gateway.providers.base import Provider
 from gateway.reliability.breaker import BreakerState, CircuitBreaker
 
@@ -50,18 +50,16 @@ class ModelCatalog:
     _chains: dict[tuple[str, str], tuple[ModelRoute, ...]] = field(default_factory=dict)
 
     def resolve(self, tenant: str, model: str) -> tuple[ModelRoute, ...]:
-        """The ordered chain for `model` as `tenant` may use it: 404 / 403 otherwise."""
+        """The ordered chain for `model` as `tenant` may use it; 404 otherwise, the same for
+        a model that exists but is not this tenant's (no existence oracle)."""
         key = (tenant, model)
         chain = self._chains.get(key)
         if chain is not None:
             return chain
         route = self.routes.get(model)
-        if route is None:
+        if route is None or not route.allows(tenant):
+            # A model reserved to other tenants reads exactly as one that does not exist.
             raise ModelNotFound(f"The model '{model}' does not exist", param="model")
-        if not route.allows(tenant):
-            raise PermissionDenied(
-                f"Tenant '{tenant}' may not use the model '{model}'", param="model"
-            )
         chain = tuple(self.routes[n] for n in route.chain if self.routes[n].allows(tenant))
         self._chains[key] = chain
         return chain

@@ -12,7 +12,7 @@ from gateway.adapters.registry import AdapterRecord, Status
 from gateway.adapters.resolve import AdapterResolver, adapter_target
 from gateway.catalog import ModelCatalog, build_catalog
 from gateway.config import FlywheelConfig
-from gateway.errors import ModelNotFound, PermissionDenied
+from gateway.errors import ModelNotFound
 from gateway.providers.factory import build_provider
 
 BASE = "local/smollm2-135m"
@@ -108,8 +108,9 @@ def test_only_eligible_tenants_and_the_matching_base_model() -> None:
         r.resolve("a", "local/other:support", "k")  # another base model
     with pytest.raises(ModelNotFound):
         r.resolve("a", f"{BASE}:x", "k")
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(ModelNotFound) as hidden:
         r.resolve("b", "local/private:support", "k")  # the base model itself is not b's
+    assert hidden.value.status == 404 and "may not" not in hidden.value.message
 
 
 def test_only_local_catalog_models_take_adapters() -> None:

@@ -53,9 +53,7 @@ class AdapterResolver:
             raise _not_found(model)
         base, ref = target
         if not base.allows(tenant):
-            raise PermissionDenied(
-                f"Tenant '{tenant}' may not use the model '{base.name}'", param="model"
-            )
+            raise _not_found(model)
         pick = self.index.pick(ref, tenant, base.upstream_model, key)
         if pick is None:
             raise _not_found(model)

@@ -170,9 +170,12 @@ class Classifier:
             if cached is not None:
                 self._tenants.move_to_end(key)
                 return cached
-            semantic = self.semantic.with_extra_intents(extra) if self.semantic else None
-            tenant = Classifier(self.lexical.with_extra_intents(extra), semantic, self.threshold)
-            self._tenants[key] = tenant
+        # Learned outside the lock: a reload learning one tenant's intents in a thread
+        # must not hold up the event loop looking up another tenant's.
+        semantic = self.semantic.with_extra_intents(extra) if self.semantic else None
+        tenant = Classifier(self.lexical.with_extra_intents(extra), semantic, self.threshold)
+        with self._lock:
+            tenant = self._tenants.setdefault(key, tenant)
             while len(self._tenants) > TENANT_CACHE_SIZE:
                 self._tenants.popitem(last=False)
             return tenant

@@ -1,10 +1,10 @@
 """Cross-checks of a policy against the rest of the system, at load time: every model a
 rule names exists (or names an adapter of a local model, `local/smollm2-135m:support`,
-resolved by the registry per request), every template it names is loaded, an ensemble's
-judge or scorer is a known model, every intent a rule or a job names is a built-in intent
-or one the policy teaches, every SLA tier a rule names is declared, and every model a
-rule's `when` names is one of the policy's virtual models (a concrete model bypasses the
-policy, so such a rule could never match)."""
+resolved by the registry per request) and is one the policy's tenant may use, every
+template it names is loaded, an ensemble's judge or scorer is a known model, every intent
+a rule or a job names is a built-in intent or one the policy teaches, every SLA tier a
+rule names is declared, and every model a rule's `when` names is one of the policy's
+virtual models (a concrete model bypasses the policy, so such a rule could never match)."""
 
 from __future__ import annotations
 
@@ -34,8 +34,14 @@ def policy_checker(catalog: ModelCatalog, templates: TemplateLibrary) -> Checker
                     found.append(((*when, "model"), f"{name!r} is not one of the virtual_models"))
             where = ("rules", str(i), "route")
             for name in rule.route.chain:
-                if name not in catalog.routes and adapter_target(catalog.routes, name) is None:
+                target = adapter_target(catalog.routes, name)
+                route = catalog.routes.get(name) or (target[0] if target else None)
+                if route is None:
                     found.append(((*where, "chain"), f"unknown model {name!r}"))
+                elif not route.allows(policy.tenant):
+                    found.append(
+                        ((*where, "chain"), f"model {name!r} is not available to {policy.tenant!r}")
+                    )
             ensemble = rule.route.ensemble
             picker = ensemble.picker if ensemble is not None else None
             if ensemble is not None and picker is not None and picker not in catalog.routes:

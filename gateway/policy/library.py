@@ -29,6 +29,9 @@ log = logging.getLogger("flywheel.policy")
 
 # (policy, its source text) -> problems that need the rest of the system (models, templates)
 Checker = Callable[[Policy], list[tuple[tuple[str, ...], str]]]
+# Work a policy needs before it serves (learning its intents), done by whoever reloads,
+# off the event loop, so the first request after a reload does not do it.
+Prepare = Callable[[Policy], None]
 
 
 @dataclass(frozen=True)
@@ -85,10 +88,11 @@ class PolicyLibrary:
     def all(self) -> Mapping[str, LoadedPolicy]:
         return self._by_tenant
 
-    def reload(self) -> list[str]:
-        """Re-read changed files; return the problems found (the old versions stay)."""
+    def reload(self, prepare: Prepare | None = None) -> list[str]:
+        """Re-read changed files, `prepare` each changed policy, then publish; return the
+        problems found (the old versions stay)."""
         with self._lock:
-            errors = self._reload()
+            errors = self._reload(prepare)
         for problem in errors:
             log_event(
                 log,
@@ -98,7 +102,7 @@ class PolicyLibrary:
             )
         return errors
 
-    def _reload(self) -> list[str]:
+    def _reload(self, prepare: Prepare | None) -> list[str]:
         errors: list[str] = []
         files = sorted(self.directory.glob("*.yaml")) if self.directory else []
         seen: set[str] = set()
@@ -129,6 +133,8 @@ class PolicyLibrary:
                     f"({path.stem}.yaml)"
                 )
                 continue
+            if prepare is not None:
+                prepare(policy)
             self._by_file[key] = LoadedPolicy(policy, key, mtime)
             log_event(log, "policy loaded", tenant=policy.tenant, version=policy.version, file=key)
         for key in set(self._by_file) - seen:

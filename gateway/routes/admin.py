@@ -1,4 +1,5 @@
-"""The admin API under /admin/, guarded by the admin key (not a tenant key)."""
+"""The admin API under /admin/, guarded by the admin key (not a tenant key): status,
+the learner's report, and resetting a model's circuit breaker (audited)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from starlette.routing import Route
 
 from gateway.errors import NotFound
 from gateway.http import json_response
+from gateway.routes.admin_audit import AdminAudit
 from gateway.routes.admin_guard import Handler, admin_only
 from gateway.state import AppState
 
@@ -18,6 +20,7 @@ from gateway.state import AppState
 class AdminRoutes:
     def __init__(self, state: AppState) -> None:
         self._state = state
+        self._audit = AdminAudit(state)
 
     def routes(self) -> list[Route]:
         return [
@@ -25,13 +28,13 @@ class AdminRoutes:
             Route("/admin/learner", self._guard(self.learner), methods=["GET"]),
             Route(
                 "/admin/breakers/{model:path}/reset",
-                self._guard(self.reset_breaker),
+                self._guard(self.reset_breaker, "breaker.reset"),
                 methods=["POST"],
             ),
         ]
 
-    def _guard(self, handler: Handler) -> Handler:
-        return admin_only(self._state.keys, handler)
+    def _guard(self, handler: Handler, action: str | None = None) -> Handler:
+        return admin_only(self._state.keys, handler, self._audit, action)
 
     async def status(self, request: Request) -> Response:
         state = self._state
@@ -92,5 +95,8 @@ class AdminRoutes:
         route = self._state.catalog.routes.get(name)
         if route is None:
             raise NotFound(f"No model named '{name}'", param="model")
+        old = route.breaker.state.name.lower()
         route.breaker.record_success()
-        return json_response({"model": name, "breaker": route.breaker.state.name.lower()})
+        new = route.breaker.state.name.lower()
+        await self._audit.record(request, "breaker.reset", name, old, new)
+        return json_response({"model": name, "breaker": new})

@@ -8,9 +8,12 @@
     POST /admin/adapters/{name-vN}/retire
     POST /admin/adapters/{name-vN}/approve an operator's approval of a trained candidate
 
-Changes are audited under the `x-flywheel-actor` header and reach every replica's
-routing within a second. Errors: 404 unknown adapter, 409 a transition its status does
-not allow (or a version that exists), 422 an invalid body.
+Changes are audited under the `x-flywheel-actor` header (refused ones as
+`adapter.<op>.refused`) and reach every replica's routing within a second. A new
+version's references must resolve: `base_model` is the upstream model of a local model
+in flywheel.yaml, and each of `tenants` a known tenant. Errors: 404 unknown adapter,
+409 a transition its status does not allow (or a version that exists), 422 an invalid
+body or an unknown base model or tenant.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from gateway.adapters.registry import (
 from gateway.errors import Conflict, GatewayError, InvalidRequest, NotFound, Unprocessable
 from gateway.http import json_response, parse_json, read_body
 from gateway.protocol import Wire, validate
+from gateway.routes.admin_audit import AdminAudit
 from gateway.routes.admin_guard import Handler, admin_only
 from gateway.state import AppState
 from gateway.store.base import Store
@@ -61,27 +65,44 @@ class PromoteBody(AdminBody):
 class AdminAdapterRoutes:
     def __init__(self, state: AppState) -> None:
         self._state = state
+        self._audit = AdminAudit(state)
 
     def routes(self) -> list[Route]:
         guard = self._guard
         return [
             Route("/admin/adapters", guard(self.list_all), methods=["GET"]),
-            Route("/admin/adapters", guard(self.register), methods=["POST"]),
+            Route("/admin/adapters", guard(self.register, "adapter.register"), methods=["POST"]),
             Route("/admin/adapters/{ref}", guard(self.get), methods=["GET"]),
-            Route("/admin/adapters/{name}/promote", guard(self.promote), methods=["POST"]),
-            Route("/admin/adapters/{name}/rollback", guard(self.rollback), methods=["POST"]),
-            Route("/admin/adapters/{ref}/retire", guard(self.retire), methods=["POST"]),
-            Route("/admin/adapters/{ref}/approve", guard(self.approve), methods=["POST"]),
+            Route(
+                "/admin/adapters/{name}/promote",
+                guard(self.promote, "adapter.promote"),
+                methods=["POST"],
+            ),
+            Route(
+                "/admin/adapters/{name}/rollback",
+                guard(self.rollback, "adapter.rollback"),
+                methods=["POST"],
+            ),
+            Route(
+                "/admin/adapters/{ref}/retire",
+                guard(self.retire, "adapter.retire"),
+                methods=["POST"],
+            ),
+            Route(
+                "/admin/adapters/{ref}/approve",
+                guard(self.approve, "adapter.approve"),
+                methods=["POST"],
+            ),
         ]
 
-    def _guard(self, handler: Handler) -> Handler:
+    def _guard(self, handler: Handler, action: str | None = None) -> Handler:
         async def translated(request: Request) -> Response:
             try:
                 return await handler(request)
             except RegistryError as exc:
                 raise _http_error(exc) from None
 
-        return admin_only(self._state.keys, translated)
+        return admin_only(self._state.keys, translated, self._audit, action)
 
     def _store(self) -> Store:
         if self._state.store is None:
@@ -106,6 +127,7 @@ class AdminAdapterRoutes:
 
     async def register(self, request: Request) -> Response:
         body: RegisterBody = await self._body(request, RegisterBody)
+        self._check_references(body)
         record = await registry.register(
             self._store(),
             name=body.name,
@@ -118,6 +140,26 @@ class AdminAdapterRoutes:
             tenants=body.tenants,
         )
         return json_response(_view(record), 201)
+
+    def _check_references(self, body: RegisterBody) -> None:
+        local = {
+            route.upstream_model
+            for route in self._state.catalog.routes.values()
+            if route.provider.location == "local"
+        }
+        if body.base_model not in local:
+            known = ", ".join(sorted(local)) or "none"
+            raise Unprocessable(
+                f"base_model {body.base_model!r} is not a local model in flywheel.yaml "
+                f"(known: {known})",
+                param="base_model",
+                code="unknown_base_model",
+            )
+        for tenant in body.tenants or ():
+            if self._state.tenants.get(tenant) is None:
+                raise Unprocessable(
+                    f"unknown tenant {tenant!r}", param="tenants", code="unknown_tenant"
+                )
 
     async def promote(self, request: Request) -> Response:
         body: PromoteBody = await self._body(request, PromoteBody)

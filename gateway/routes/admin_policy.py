@@ -1,23 +1,35 @@
 """Admin API for routing policies, templates and the classifier: list, reload, upload,
-explain a decision, classify a text. `flywheel ctl policy ...` and `ctl classify` use it."""
+explain a decision, classify a text. `flywheel ctl policy ...` and `ctl classify` use it.
+
+`PUT /admin/policies/{tenant}` validates the whole policy before anything changes: it
+must parse within the YAML budget, fit the policy's limits, name only models, templates,
+intents and SLA tiers that exist, and be for `{tenant}` (a configured tenant, else 404).
+Then its intents are learned and it is installed, all in a worker thread. A refused
+policy answers 400 with every problem in `problems` and changes nothing. Uploads and
+reloads are audited (`policy.put`, `policy.reload`; refusals as `<action>.refused`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 from typing import Any, Literal
 
+import orjson
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.classify import request_text
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, NotFound
 from gateway.http import json_response, parse_json, read_body
-from gateway.policy.library import PolicyError
-from gateway.policy.watch import reload_all
+from gateway.policy.library import LoadedPolicy, PolicyError
+from gateway.policy.model import Policy
+from gateway.policy.watch import prepare_for, reload_router
 from gateway.protocol import Wire, validate
+from gateway.routes.admin_audit import AdminAudit
 from gateway.routes.admin_guard import Handler, admin_only
 from gateway.serving.usage import estimate_tokens
 from gateway.state import AppState
@@ -38,22 +50,38 @@ class ClassifyBody(Wire):
     tier: Literal["fast", "auto", "semantic"] = "auto"
 
 
+class InvalidPolicy(InvalidRequest):
+    """A policy upload refused; the body lists every problem (`file:line: key: why`)."""
+
+    default_code = "invalid_policy"
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "problems": self.problems}
+
+
 class AdminPolicyRoutes:
     def __init__(self, state: AppState) -> None:
         self._state = state
+        self._audit = AdminAudit(state)
 
     def routes(self) -> list[Route]:
         guard = self._guard
         return [
             Route("/admin/policies", guard(self.list_policies), methods=["GET"]),
-            Route("/admin/policies/reload", guard(self.reload), methods=["POST"]),
+            Route("/admin/policies/reload", guard(self.reload, "policy.reload"), methods=["POST"]),
             Route("/admin/policies/explain", guard(self.explain), methods=["POST"]),
-            Route("/admin/policies/{tenant}", guard(self.put_policy), methods=["PUT"]),
+            Route(
+                "/admin/policies/{tenant}", guard(self.put_policy, "policy.put"), methods=["PUT"]
+            ),
             Route("/admin/classify", guard(self.classify), methods=["POST"]),
         ]
 
-    def _guard(self, handler: Handler) -> Handler:
-        return admin_only(self._state.keys, handler)
+    def _guard(self, handler: Handler, action: str | None = None) -> Handler:
+        return admin_only(self._state.keys, handler, self._audit, action)
 
     async def list_policies(self, request: Request) -> Response:
         router = self._state.router
@@ -74,35 +102,37 @@ class AdminPolicyRoutes:
         )
 
     async def reload(self, request: Request) -> Response:
-        router = self._state.router
-        problems = reload_all(router.policies, router.templates)
-        await asyncio.to_thread(router.warm)
+        problems = await reload_router(self._state.router)
+        await self._audit.record(
+            request, "policy.reload", "policies", None, orjson.dumps({"errors": problems}).decode()
+        )
         return json_response({"reloaded": True, "errors": problems}, 400 if problems else 200)
 
     async def put_policy(self, request: Request) -> Response:
         tenant = request.path_params["tenant"]
+        if self._state.tenants.get(tenant) is None:
+            raise NotFound(f"No tenant '{tenant}'", param="tenant")
         raw = await read_body(request, self._state.config.server.max_body_bytes)
         try:
-            policy = self._state.router.policies.put(raw.decode("utf-8"), tenant)
-            await asyncio.to_thread(self._state.router.warm)
+            text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidRequest("the policy must be UTF-8 YAML text") from None
+        try:
+            policy, previous = await asyncio.to_thread(self._validate_and_install, text, tenant)
         except PolicyError as exc:
-            return json_response(
-                {
-                    "error": {
-                        "message": str(exc),
-                        "type": "invalid_request_error",
-                        "param": None,
-                        "code": "invalid_policy",
-                    },
-                    "problems": exc.problems,
-                },
-                400,
-            )
-        if policy.tenant != tenant:
-            raise InvalidRequest(f"the policy is for tenant {policy.tenant!r}, not {tenant!r}")
+            raise InvalidPolicy(exc.problems) from None
+        new = {"version": policy.version, "sha256": hashlib.sha256(raw).hexdigest()}
+        await self._audit.record(
+            request, "policy.put", tenant, _described(previous), orjson.dumps(new).decode()
+        )
         return json_response({"tenant": tenant, "version": policy.version, "source": "admin"})
+
+    def _validate_and_install(self, text: str, tenant: str) -> tuple[Policy, LoadedPolicy | None]:
+        """In a worker thread: validate completely, learn the intents, then install."""
+        router = self._state.router
+        policy = router.policies.parse(text, tenant)
+        prepare_for(router)(policy)
+        return policy, router.policies.install(policy)
 
     async def explain(self, request: Request) -> Response:
         raw = await read_body(request, self._state.config.server.max_body_bytes)
@@ -164,3 +194,9 @@ class AdminPolicyRoutes:
                 "scores": c.scores,
             }
         )
+
+
+def _described(loaded: LoadedPolicy | None) -> str | None:
+    if loaded is None:
+        return None
+    return orjson.dumps({"version": loaded.policy.version, "source": loaded.source}).decode()

@@ -1,12 +1,16 @@
 """Admin API over the store: flags, kill switches, tenants and keys, inspection,
 audit and data governance. Every change is written to the audit log (who, when, old
-value, new value); `flywheel ctl` is the command line over these routes.
+value, new value), and so is every refused change (`<action>.refused`, see
+admin_audit); `flywheel ctl` is the command line over these routes.
 
+A change is checked whole before anything is written: a flag override or a kill switch
+for a tenant names a known tenant (else 404), a new tenant's name is a plain name.
 The actor is the `x-flywheel-actor` header (ctl sends the operator's user name).
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from typing import Any, Literal
@@ -23,6 +27,7 @@ from gateway.errors import InvalidRequest, NotFound
 from gateway.flags import FLAGS, KILL, FlagSpec, kill_field
 from gateway.http import json_response, parse_json, read_body
 from gateway.protocol import Wire, validate
+from gateway.routes.admin_audit import AdminAudit
 from gateway.routes.admin_guard import Handler, admin_only
 from gateway.state import AppState
 from gateway.store.base import AuditEntry, Store
@@ -51,6 +56,9 @@ class KeyBody(Wire):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
 
 
+TENANT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
 class DeleteUserBody(Wire):
     tenant: str = Field(min_length=1)
     user: str = Field(min_length=1)
@@ -59,30 +67,36 @@ class DeleteUserBody(Wire):
 class AdminStoreRoutes:
     def __init__(self, state: AppState) -> None:
         self._state = state
+        self._audit_log = AdminAudit(state)
 
     def routes(self) -> list[Route]:
         guard = self._guard
+        keys = "/admin/tenants/{tenant}/keys"
         return [
             Route("/admin/flags", guard(self.list_flags), methods=["GET"]),
             Route("/admin/flags/{name}", guard(self.get_flag), methods=["GET"]),
-            Route("/admin/flags/{name}", guard(self.set_flag), methods=["PUT"]),
-            Route("/admin/flags/{name}", guard(self.delete_flag), methods=["DELETE"]),
-            Route("/admin/kill", guard(self.kill_status), methods=["GET"]),
-            Route("/admin/kill", guard(self.set_kill), methods=["POST"]),
-            Route("/admin/tenants", guard(self.list_tenants), methods=["GET"]),
-            Route("/admin/tenants/{tenant}", guard(self.put_tenant), methods=["PUT"]),
-            Route("/admin/tenants/{tenant}/keys", guard(self.list_keys), methods=["GET"]),
-            Route("/admin/tenants/{tenant}/keys", guard(self.create_key), methods=["POST"]),
+            Route("/admin/flags/{name}", guard(self.set_flag, "flag.set"), methods=["PUT"]),
             Route(
-                "/admin/tenants/{tenant}/keys/{key_id}", guard(self.revoke_key), methods=["DELETE"]
+                "/admin/flags/{name}", guard(self.delete_flag, "flag.delete"), methods=["DELETE"]
             ),
+            Route("/admin/kill", guard(self.kill_status), methods=["GET"]),
+            Route("/admin/kill", guard(self.set_kill, "kill"), methods=["POST"]),
+            Route("/admin/tenants", guard(self.list_tenants), methods=["GET"]),
+            Route("/admin/tenants/{tenant}", guard(self.put_tenant, "tenant.put"), methods=["PUT"]),
+            Route(keys, guard(self.list_keys), methods=["GET"]),
+            Route(keys, guard(self.create_key, "key.create"), methods=["POST"]),
+            Route(keys + "/{key_id}", guard(self.revoke_key, "key.revoke"), methods=["DELETE"]),
             Route("/admin/events/{request_id}", guard(self.inspect), methods=["GET"]),
             Route("/admin/audit", guard(self.read_audit), methods=["GET"]),
-            Route("/admin/data/delete-user", guard(self.delete_user), methods=["POST"]),
+            Route(
+                "/admin/data/delete-user",
+                guard(self.delete_user, "data.delete_user"),
+                methods=["POST"],
+            ),
         ]
 
-    def _guard(self, handler: Handler) -> Handler:
-        return admin_only(self._state.keys, handler)
+    def _guard(self, handler: Handler, action: str | None = None) -> Handler:
+        return admin_only(self._state.keys, handler, self._audit_log, action)
 
     def _store(self) -> Store:
         if self._state.store is None:
@@ -96,8 +110,7 @@ class AdminStoreRoutes:
     async def _audit(
         self, request: Request, action: str, target: str, old: str | None, new: str | None
     ) -> None:
-        actor = request.headers.get("x-flywheel-actor", "admin")[:128]
-        await self._store().audit(AuditEntry(time.time(), actor, action, target, old, new))
+        await self._audit_log.record(request, action, target, old, new)
 
     # --- flags ---------------------------------------------------------------------
 
@@ -119,6 +132,8 @@ class AdminStoreRoutes:
     async def set_flag(self, request: Request) -> Response:
         name = request.path_params["name"]
         body: FlagBody = await self._body(request, FlagBody)
+        if body.tenant is not None and self._state.tenants.get(body.tenant) is None:
+            raise NotFound(f"No tenant '{body.tenant}'", param="tenant")
         store = self._store()
         old = await store.hget(FLAGS, name)
         if body.tenant is not None:
@@ -163,6 +178,8 @@ class AdminStoreRoutes:
             field = kill_field(body.scope, body.target)
         except ValueError as exc:
             raise InvalidRequest(str(exc), param="target") from None
+        if body.scope == "tenant" and self._state.tenants.get(body.target or "") is None:
+            raise NotFound(f"No tenant '{body.target}'", param="target")
         store = self._store()
         if body.on:
             old = await store.hset(KILL, field, "on")
@@ -197,6 +214,10 @@ class AdminStoreRoutes:
 
     async def put_tenant(self, request: Request) -> Response:
         tenant = request.path_params["tenant"]
+        if not TENANT_NAME.match(tenant):
+            raise InvalidRequest(
+                "a tenant name is 1-64 letters, digits, '_', '.' or '-'", param="tenant"
+            )
         if self._state.tenants.is_static(tenant):
             raise InvalidRequest(f"Tenant '{tenant}' is defined in flywheel.yaml; change it there")
         body: TenantBody = await self._body(request, TenantBody)
