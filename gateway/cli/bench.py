@@ -49,6 +49,10 @@ def add_parser(commands: Any) -> None:
         "routing-sim", help="bandit routing vs oracle/static/random, simulated", add_help=False
     )
     routing.set_defaults(run=run_routing_sim, accepts_rest=True)
+    features = sub.add_parser(
+        "router-features", help="CPU per request: content features + bandit scoring", add_help=False
+    )
+    features.set_defaults(run=run_router_features, accepts_rest=True)
 
 
 def run_mock(args: argparse.Namespace, rest: list[str]) -> int:
@@ -112,6 +116,13 @@ def run_learner(args: argparse.Namespace, rest: list[str]) -> int:
 
 def run_learner_jobs(args: argparse.Namespace, rest: list[str]) -> int:
     from benchmarks.learner_jobs import main
+
+    status: int = main(rest)
+    return status
+
+
+def run_router_features(args: argparse.Namespace, rest: list[str]) -> int:
+    from benchmarks.router_features import main
 
     status: int = main(rest)
     return status
