@@ -121,7 +121,7 @@ def test_odd_bodies_never_get_a_5xx(http: httpx.Client, endpoint: str, body: Any
 def test_deep_bodies_never_get_a_5xx(
     http: httpx.Client, endpoint: str, field: str, depth: int
 ) -> None:
-    raw = '{"model": "small", "%s": %s}' % (field, nested_text(depth))
+    raw = f'{{"model": "small", "{field}": {nested_text(depth)}}}'
     check(http.post(endpoint, content=raw.encode()))
 
 
@@ -137,5 +137,46 @@ def test_huge_numbers_never_get_a_5xx(
     http: httpx.Client, endpoint: str, number: str, field: str
 ) -> None:
     raw = '{"model": "small", "messages": [{"role": "user", "content": "hi"}], "prompt": "hi",'
-    raw += ' "input": "hi", "%s": %s}' % (field, number)
+    raw += f' "input": "hi", "{field}": {number}}}'
     check(http.post(endpoint, content=raw.encode()))
+
+
+# Well-formed requests carrying hostile text: they reach the upstream and come back, so
+# classification, templates, PII masking and the event see them too.
+texts = st.text(st.characters(codec="utf-8"), max_size=40)
+known_parts = {"text", "image_url", "input_audio", "file", "refusal"}
+valid_parts = st.one_of(
+    st.fixed_dictionaries({"type": st.just("text"), "text": texts}),
+    st.fixed_dictionaries(
+        {"type": st.just("image_url"), "image_url": st.fixed_dictionaries({"url": texts})}
+    ),
+    st.fixed_dictionaries(
+        {"type": texts.filter(lambda t: t not in known_parts)}, optional={"x": values}
+    ),
+)
+valid_messages = st.lists(
+    st.fixed_dictionaries(
+        {
+            "role": st.sampled_from(["user", "system", "assistant"]),
+            "content": st.one_of(texts, st.lists(valid_parts, min_size=1, max_size=3)),
+        }
+    ),
+    min_size=1,
+    max_size=3,
+)
+extra_keys = st.text(min_size=1, max_size=8).map(lambda k: "x_" + k)
+extras = st.dictionaries(extra_keys, values, max_size=3)
+
+
+@settings(FUZZ, max_examples=60)
+@given(messages=valid_messages, extra=extras, user=texts)
+def test_hostile_text_in_valid_requests_never_gets_a_5xx(
+    http: httpx.Client, messages: list[Any], extra: dict[str, Any], user: str
+) -> None:
+    body = {**extra, "model": "small", "messages": messages, "user": user}
+    raw = json.dumps(body, ensure_ascii=False, allow_nan=False).encode()
+    response = http.post("/v1/chat/completions", content=raw)
+    check(response)
+    responses_body = {**extra, "model": "small", "input": messages, "user": user}
+    raw = json.dumps(responses_body, ensure_ascii=False, allow_nan=False).encode()
+    check(http.post("/v1/responses", content=raw))

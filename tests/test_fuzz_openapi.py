@@ -19,7 +19,7 @@ from tests.support.processes import Server
 
 SPEC = Path(__file__).parent / "data" / "openai-openapi-subset.json"
 MODELS = {"/embeddings": "embed"}  # the suite's gateway (tests/support/gateway_config.py)
-PHASES = ["fuzzing"]
+PHASES = ["fuzzing"]  # "coverage" adds minutes per operation
 
 
 # Loaded eagerly (schemathesis' lazy `from_fixture` does not work with this pytest); each
@@ -42,9 +42,11 @@ def test_the_spec_never_gets_a_5xx(case: Any, gateway: Server) -> None:
     headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
     case.headers = {**headers, "authorization": f"Bearer {MAIN_KEY}"}
     response = case.call(base_url=f"{gateway.url}/v1", timeout=20)
-    assert response.status_code < 500, (case.as_curl_command(), response.text[:500])
-    assert response.status_code in (200, 400, 404, 413, 422, 429), response.text[:500]
+    sent = f"{case.method} {case.path} {case.headers} {case.body!r}"[:2000]
+    assert response.status_code < 500, (sent, response.text[:500])
+    assert response.status_code in (200, 400, 404, 405, 413, 422, 429), response.text[:500]
     if response.status_code >= 400:
         error = response.json()["error"]
         assert set(error) == {"message", "type", "param", "code"} and error["message"]
-        assert response.headers["x-flywheel-request-id"].startswith("req_")
+        (request_id,) = response.headers["x-flywheel-request-id"]  # each header: its values
+        assert request_id.startswith("req_")
