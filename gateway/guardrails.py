@@ -8,13 +8,14 @@ decision is counted in Prometheus by kind and action.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
 from gateway.errors import InvalidRequest
-from gateway.guard import GuardFinding, InjectionGuard
+from gateway.guard import GuardClassifier, GuardFinding, InjectionGuard, train_default
 from gateway.policy.model import GuardPolicy
 from gateway.redaction.fields import map_request_text
 from gateway.scanning import Scanner
@@ -35,6 +36,8 @@ class InputTooLong(InvalidRequest):
 class Guardrails:
     def __init__(self, registry: CollectorRegistry) -> None:
         self._guards: dict[float, InjectionGuard] = {}
+        self._classifier: GuardClassifier | None = None  # one for every threshold
+        self._training = asyncio.Lock()
         self.decisions = Counter(
             "flywheel_guard_decisions_total",
             "Guardrail findings by kind and the action taken",
@@ -42,10 +45,16 @@ class Guardrails:
             registry=registry,
         )
 
-    def _guard(self, threshold: float) -> InjectionGuard:
+    async def _guard(self, threshold: float) -> InjectionGuard:
+        """The guard for `threshold`; its classifier is trained once (a second or so on a
+        busy machine), in a thread, so the event loop keeps serving meanwhile."""
         guard = self._guards.get(threshold)
         if guard is None:
-            guard = self._guards[threshold] = InjectionGuard(threshold=threshold)
+            async with self._training:
+                if self._classifier is None:
+                    self._classifier = await asyncio.to_thread(train_default)
+            guard = InjectionGuard(threshold=threshold, classifier=self._classifier)
+            self._guards[threshold] = guard
         return guard
 
     async def check(
@@ -70,8 +79,8 @@ class Guardrails:
             )
         if policy.action == "off":
             return [], None
-        guard = self._guard(policy.threshold)
-        findings = await scanner.guard(tenant, guard, scannable(endpoint, body), deadline)
+        texts = scannable(endpoint, body)
+        findings = await scanner.guard(tenant, policy.threshold, texts, deadline, self._guard)
         for finding in findings:
             self.decisions.labels(tenant, finding.kind, policy.action).inc()
         if findings and policy.action == "block":

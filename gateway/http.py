@@ -8,6 +8,7 @@ serialise and walk what it was given: a deeper body is a 400 naming the top-leve
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -51,8 +52,11 @@ async def read_body(request: Request, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def parse_json(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """The parsed body; a 400 when it is not JSON or nests deeper than `max_depth`."""
+def parse_json(
+    raw: bytes, max_depth: int = MAX_JSON_DEPTH, first: Callable[[Any], None] | None = None
+) -> Any:
+    """The parsed body; a 400 when it is not JSON or nests deeper than `max_depth`.
+    `first` checks the parsed value before the depth walk (e.g. an item count)."""
     if not raw:
         raise InvalidRequest("The request body is empty: expected a JSON object")
     try:
@@ -62,6 +66,8 @@ def parse_json(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
             "is not valid UTF-8" if "utf-8" in str(exc).lower() else f"is not valid JSON ({exc})"
         )
         raise InvalidRequest(f"The request body {problem}", code="invalid_json") from None
+    if first is not None:
+        first(value)
     # Depth is at most the number of brackets: most bodies need no walk at all.
     if raw.count(b"[") + raw.count(b"{") > max_depth:
         too_deep = deepest_field(value, max_depth)

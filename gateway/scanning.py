@@ -19,6 +19,7 @@ step, not the request.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway.config import ScanConfig
@@ -129,13 +130,19 @@ class Scanner:
         pii.adopt(await self._run(tenant, deadline, prepare_pii, detector_spec(detector), *job))
 
     async def guard(
-        self, tenant: str, guard: InjectionGuard, texts: list[Triple], deadline: float
+        self,
+        tenant: str,
+        threshold: float,
+        texts: list[Triple],
+        deadline: float,
+        local: Callable[[float], Awaitable[InjectionGuard]],
     ) -> list[GuardFinding]:
-        """The injection guard's findings over `(where, role, text)` triples."""
+        """The injection guard's findings over `(where, role, text)` triples; `local` gives
+        this process's guard for a small scan (a worker has its own)."""
         if self._bounded(sum(len(text) for _, _, text in texts)):
-            return guard.scan(texts)
+            return (await local(threshold)).scan(texts)
         findings: list[GuardFinding] = await self._run(
-            tenant, deadline, scan_guard, guard.threshold, texts
+            tenant, deadline, scan_guard, threshold, texts
         )
         return findings
 

@@ -86,8 +86,8 @@ class OpenAIRoutes:
             # Limits first: all that follows scales with the input, and a tenant over its
             # limits gets none of it. A request refused below gives its admission back.
             admission = state.limiter.admit(principal, estimate)
-            body = parse_json(raw)
-            count_items(endpoint.value, body, state.config.scan.max_items)
+            max_items = state.config.scan.max_items
+            body = parse_json(raw, first=lambda b: count_items(endpoint.value, b, max_items))
             wire = validate(_WIRE[endpoint], body)
             model: str = wire.model  # type: ignore[attr-defined]
             policy = state.router.policies.get(tenant)
