@@ -49,6 +49,11 @@ def add_parser(commands: Any) -> None:
         "routing-sim", help="bandit routing vs oracle/static/random, simulated", add_help=False
     )
     routing.set_defaults(run=run_routing_sim, accepts_rest=True)
+    real = sub.add_parser(
+        "routing-real", help="learned routing replayed on public per-prompt outcomes",
+        add_help=False,
+    )  # fmt: skip
+    real.set_defaults(run=run_routing_real, accepts_rest=True)
     features = sub.add_parser(
         "router-features", help="CPU per request: content features + bandit scoring", add_help=False
     )
@@ -102,6 +107,13 @@ def run_local(args: argparse.Namespace, rest: list[str]) -> int:
 
 def run_routing_sim(args: argparse.Namespace, rest: list[str]) -> int:
     from benchmarks.routing_sim import main
+
+    status: int = main(rest)
+    return status
+
+
+def run_routing_real(args: argparse.Namespace, rest: list[str]) -> int:
+    from benchmarks.routing_real import main
 
     status: int = main(rest)
     return status
