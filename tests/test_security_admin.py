@@ -7,6 +7,7 @@ tenant reads as unknown; deploy/ ships no keys. Real gateway on loopback where i
 from __future__ import annotations
 
 import itertools
+import re
 import shutil
 import threading
 import time
@@ -386,6 +387,14 @@ def test_template_loops_macros_and_output_are_bounded() -> None:
     wide = "{% for i in 'x' * 30 %}{{ 'y' * 40000 }}{% endfor %}"
     with pytest.raises(TemplateLoadError, match="renders to more than 100000 characters"):
         parse_template(TEMPLATE.format(text=wide), "t.yaml")
+    for aliased, why in (
+        ("{% set s = 'x' * 50000 %}{{ [s, s, s] }}", "'{{ }}' would build"),
+        ("{% set s = 'x' * 50000 %}{{ s ~ s }}", "'~' would build"),
+        ("{% set s = 'x' * 30000 %}{{ ([s] * 2)|length }}", "'*' would build"),
+        ("{% set s = 'x' * 30000 %}{{ ([s] + [s])|length }}", "'+' would build"),
+    ):  # one long string referenced many times weighs all of them
+        with pytest.raises(TemplateLoadError, match=re.escape(why)):
+            parse_template(TEMPLATE.format(text=aliased), "t.yaml")
     fine = "{% for c in company %}{{ c|upper }}{% endfor %}, {{ [company, 'x']|join('-') }}"
     loaded = parse_template(TEMPLATE.format(text=fine), "t.yaml")
     rendered = loaded.compiled.render(loaded.compiled.variants[0], {"company": "Acme"})
@@ -425,6 +434,7 @@ def test_a_model_reserved_to_another_tenant_reads_as_unknown_everywhere(gw: Serv
         ("chat/completions", {"messages": USER}),
         ("completions", {"prompt": "hi"}),
         ("embeddings", {"input": "hi"}),
+        ("responses", {"input": "hi"}),
     ):
         reserved = ask(path, {**body, "model": "a-model"})
         unknown = ask(path, {**body, "model": "z-model"})

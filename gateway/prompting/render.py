@@ -38,6 +38,7 @@ from jinja2 import StrictUndefined, meta, nodes, pass_context
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.visitor import NodeTransformer
 
 from gateway.errors import InvalidRequest
 from gateway.prompting.model import MAX_VALUE_CHARS, TemplateSpec, Turn
@@ -60,7 +61,8 @@ ALLOWED_FILTERS = frozenset(
         "urlencode", "wordcount", "wordwrap",
     }
 )  # fmt: skip
-_LOOP_FILTER = "loop_budget"  # wraps every `for` loop's iterable (see _bound_loops)
+_LOOP_FILTER = "loop_budget"  # wraps every `for` loop's iterable (see _instrument)
+_CONCAT_FILTER = "concat_budget"  # replaces every `~` (see _instrument)
 _REFUSED_METHODS = frozenset({"format", "format_map", "translate", "maketrans", "expandtabs"})
 _WIDTH_METHODS = frozenset({"ljust", "rjust", "center", "zfill"})
 _TEXT = (str, bytes, bytearray)
@@ -114,10 +116,34 @@ def _tick() -> None:
         budget.tick()
 
 
+def _weight(value: Any, limit: int = MAX_STRING) -> int:
+    """About how many characters `str(value)` takes: a string's length, summed over
+    containers (a list holding one long string many times weighs all of them); counting
+    stops soon after `limit`."""
+    if isinstance(value, str | bytes | bytearray):
+        return len(value)
+    if not isinstance(value, list | tuple | set | frozenset | dict):
+        return 1
+    total = 0
+    stack: list[Any] = [value]
+    while stack and total <= limit:
+        item = stack.pop()
+        if isinstance(item, str | bytes | bytearray):
+            total += len(item)
+        elif isinstance(item, dict):
+            total += len(item) + 1
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            total += len(item) + 1
+            stack.extend(item)
+        else:
+            total += 1
+    return total
+
+
 def _bounded(value: Any, what: str) -> Any:
-    if isinstance(value, str | bytes | bytearray | list | tuple | dict) and (
-        len(value) > MAX_STRING
-    ):
+    if _weight(value) > MAX_STRING:
         raise SecurityError(f"{what} would build a value longer than {MAX_STRING}")
     return value
 
@@ -177,9 +203,10 @@ def _guarded_filter(name: str, original: Callable[..., Any]) -> Callable[..., An
         lead, rest = (args[:1], list(args[1:])) if passes_arg else ((), list(args))
         if name == "join" and rest:
             rest[0] = _bounded(list(rest[0]), "|join")
-            sep = str(rest[1] if len(rest) > 1 else kwargs.get("d", ""))
-            items = len(rest[0])
-            _refuse_over(sum(len(str(x)) for x in rest[0]) + max(items - 1, 0) * len(sep), "|join")
+            sep = _weight(rest[1] if len(rest) > 1 else kwargs.get("d", ""))
+            _refuse_over(_weight(rest[0]) + max(len(rest[0]) - 1, 0) * sep, "|join")
+        for arg in (*rest, *kwargs.values()):
+            _bounded(arg, f"|{name}")
         if precheck is not None:
             precheck(*rest, **kwargs)
         return _bounded(original(*lead, *rest, **kwargs), f"|{name}")
@@ -199,17 +226,29 @@ def _loop_budget(context: Context, iterable: Any) -> Iterator[Any]:
         yield item
 
 
+@pass_context
+def _concat(context: Context, parts: list[Any]) -> str:
+    """`a ~ b ~ ...`, refused before it joins more than MAX_STRING characters."""
+    _refuse_over(sum(_weight(part) for part in parts), "'~'")
+    return "".join(str(part) for part in parts)
+
+
+def _finalize(value: Any) -> Any:
+    """Every `{{ ... }}` passes here before it is turned into text."""
+    return _bounded(value, "'{{ }}'")
+
+
 class _Sandbox(ImmutableSandboxedEnvironment):
     """The sandbox, with everything that can build a large value bounded."""
 
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         _tick()
         if operator == "*":
             for seq, times in ((left, right), (right, left)):
                 if isinstance(seq, str | bytes | list | tuple) and isinstance(times, int):
-                    _refuse_over(len(seq) * times, "'*'")
+                    _refuse_over(max(len(seq), _weight(seq)) * times, "'*'")
             if isinstance(left, int) and isinstance(right, int):
                 if left.bit_length() + right.bit_length() > MAX_INT_BITS:
                     raise SecurityError(f"'*' would build an integer over {MAX_INT_BITS} bits")
@@ -220,6 +259,8 @@ class _Sandbox(ImmutableSandboxedEnvironment):
                 raise SecurityError(f"'**' would build an integer over {MAX_INT_BITS} bits")
         if operator == "%" and isinstance(left, _TEXT):
             raise SecurityError("'%' string formatting is not allowed in a template")
+        if operator == "+" and isinstance(left, str | bytes | list | tuple):
+            _refuse_over(_weight(left) + _weight(right), "'+'")
         return super().call_binop(context, operator, left, right)
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
@@ -245,8 +286,9 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             elif name == "join" and args:
                 items = _bounded(list(args[0]), ".join()")
                 args = (items, *args[1:])
-                size = sum(len(x) for x in items if isinstance(x, _TEXT))
-                _refuse_over(size + max(len(items) - 1, 0) * len(owner), ".join()")
+                _refuse_over(_weight(items) + max(len(items) - 1, 0) * len(owner), ".join()")
+        for arg in (*args, *kwargs.values()):
+            _bounded(arg, f".{name}()" if name else "a call")
         result = super().call(__context, __obj, *args, **kwargs)
         return _bounded(result, f".{name}()" if name else "a call")
 
@@ -266,6 +308,8 @@ def _environment() -> _Sandbox:
         if name in ALLOWED_FILTERS
     }
     env.filters[_LOOP_FILTER] = _loop_budget
+    env.filters[_CONCAT_FILTER] = _concat
+    env.finalize = _finalize
     return env
 
 
@@ -383,7 +427,7 @@ def compile_template(spec: TemplateSpec) -> CompiledTemplate:
         if ast is None or found:
             return None
         try:
-            return _ENV.from_string(_bound_loops(ast))
+            return _ENV.from_string(_instrument(ast))
         except jinja2.TemplateSyntaxError as exc:  # e.g. a filter that does not exist
             problems.append(SourceProblem(path, exc.lineno, f"Jinja2: {exc.message}"))
             return None
@@ -458,12 +502,29 @@ def _check(
     return ast, problems
 
 
-def _bound_loops(ast: nodes.Template) -> nodes.Template:
-    """Route every loop's iterable through the loop budget filter."""
-    for loop in ast.find_all(nodes.For):
-        bounded = nodes.Filter(loop.iter, _LOOP_FILTER, [], [], None, None, lineno=loop.lineno)
-        loop.iter = bounded.set_environment(_ENV)
-    return ast
+class _Instrument(NodeTransformer):
+    """Routes every loop's iterable through the loop budget and every `~` through the
+    bounded concatenation."""
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = _filter(node.iter, _LOOP_FILTER, node.lineno)
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        return _filter(nodes.List(node.nodes, lineno=node.lineno), _CONCAT_FILTER, node.lineno)
+
+
+def _filter(node: nodes.Node, name: str, lineno: int) -> nodes.Filter:
+    wrapped = nodes.Filter(node, name, [], [], None, None, lineno=lineno)
+    wrapped.set_environment(_ENV)
+    return wrapped
+
+
+def _instrument(ast: nodes.Template) -> nodes.Template:
+    instrumented: nodes.Template = _Instrument().visit(ast)
+    return instrumented
 
 
 def _trial_render(compiled: CompiledTemplate, problems: list[SourceProblem]) -> None:
