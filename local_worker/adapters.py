@@ -103,6 +103,8 @@ class Adapters:
 
     def _load(self, name: str, location: str) -> float:
         started = time.perf_counter()
+        if name in self.loaded:  # a second load of the same name raced the first
+            raise AdapterError(f"The lora adapter '{name}' has already been loaded.")
         directory = self.roots.confine(location)
         for file in (CONFIG_FILE, WEIGHTS_FILE):  # a link inside may point out of the root
             self.roots.confine(str(directory / file))
