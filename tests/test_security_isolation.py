@@ -24,7 +24,7 @@ import pytest
 
 from tests.conftest import make_client
 from tests.support.hostile import many_messages, name_like, pii_dense
-from tests.support.processes import MockControl, Server, start_gateway
+from tests.support.processes import MockControl, Server, free_port, start_server
 
 ENV = {"ISO_A": "sk-iso-a", "ISO_B": "sk-iso-b", "ISO_C": "sk-iso-c", "ISO_ADMIN": "sk-iso-adm"}
 CONFIG = """
@@ -61,7 +61,9 @@ def _gateway(mock_server: Server, work: Any, max_chars: int) -> Server:
     (work / "policies" / "a.yaml").write_text(POLICY_A)
     config = work / "flywheel.yaml"
     config.write_text(CONFIG.format(work=work, mock=mock_server.url, max_chars=max_chars))
-    return start_gateway(config, ENV)
+    port = free_port()  # `start_gateway`, with room for a slow start on a busy machine
+    args = ["-m", "gateway", "serve", "--config", str(config), "--port", str(port)]
+    return start_server(args, port, work / f"gateway-{port}.log", "/readyz", ENV, 120)
 
 
 @pytest.fixture(scope="module")
