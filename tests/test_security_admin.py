@@ -28,7 +28,7 @@ from gateway.prompting.library import TemplateLoadError, parse_template
 from gateway.prompting.render import TemplateError
 from gateway.yaml_load import POLICY_BUDGET, YAMLBudgetError, load
 from tests.conftest import make_client
-from tests.support.processes import Server, start_gateway
+from tests.support.processes import Server, free_port, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN, ALPHA_KEY, BETA_KEY, METRICS = "sk-sec-admin", "sk-sec-alpha", "sk-sec-beta", "tok-sec"
@@ -95,7 +95,10 @@ def gw(mock_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             db=work / "f.db", policies=policies, templates=templates, mock=mock_server.url
         )
     )
-    server = start_gateway(config, ENV)
+    port = free_port()
+    args = ["-m", "gateway", "serve", "--config", str(config), "--port", str(port)]
+    # a generous start: the classifier trains at start, slow on a busy 2-core machine
+    server = start_server(args, port, work / "gateway.log", "/readyz", ENV, timeout_s=120)
     yield server
     server.stop()
 
