@@ -11,9 +11,9 @@
 Changes are audited under the `x-flywheel-actor` header (refused ones as
 `adapter.<op>.refused`) and reach every replica's routing within a second. A new
 version's references must resolve: `base_model` is the upstream model of a local model
-in flywheel.yaml, and each of `tenants` a known tenant. Errors: 404 unknown adapter,
-409 a transition its status does not allow (or a version that exists), 422 an invalid
-body or an unknown base model or tenant.
+in flywheel.yaml, and each of `tenants` a known tenant (or "*", all). Errors: 404
+unknown adapter, 409 a transition its status does not allow (or a version that exists),
+422 an invalid body or an unknown base model or tenant.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ class AdminAdapterRoutes:
                 code="unknown_base_model",
             )
         for tenant in body.tenants or ():
-            if self._state.tenants.get(tenant) is None:
+            if tenant != "*" and self._state.tenants.get(tenant) is None:
                 raise Unprocessable(
                     f"unknown tenant {tenant!r}", param="tenants", code="unknown_tenant"
                 )
