@@ -414,6 +414,9 @@ class _BrokenSink:
     def publish(self, event: object) -> None:
         raise RuntimeError("the event sink is broken")
 
+    async def written(self, request_id: str) -> bool:
+        return True
+
 
 def _broken_build(*args: object, **kwargs: object) -> None:
     raise ValueError("cannot build this event")

@@ -106,6 +106,8 @@ class Answer:
 class EventSink(Protocol):
     def publish(self, event: InteractionEvent) -> None: ...
 
+    async def written(self, request_id: str) -> bool: ...
+
 
 class InferenceService:
     def __init__(
@@ -129,9 +131,21 @@ class InferenceService:
         """Answer `call`. With the request's `receive` channel (its body already read), a
         client that disconnects before the answer is ready cancels the upstream call."""
         try:
-            return await self._serve(call, chain, receive)
+            response = await self._serve(call, chain, receive)
         except Exception as exc:  # the one boundary: a bug answers 500, with the request id
-            return self._internal_error(call, exc)
+            response = self._internal_error(call, exc)
+        if self.events is not None:
+            await self._stored(call)
+        return response
+
+    async def _stored(self, call: Call) -> None:
+        """A `durable_events` tenant's event reaches the store before its answer leaves
+        (a bounded wait: a store outage still never fails the request)."""
+        assert self.events is not None
+        try:
+            await self.events.written(call.request_id)
+        except Exception as exc:  # the answer is ready: a failure here is ours, not the client's
+            self._event_failed(call, exc)
 
     async def _serve(
         self, call: Call, chain: tuple[ModelRoute, ...], receive: Receive | None
@@ -371,13 +385,16 @@ class InferenceService:
             event = build_event(call, usage, status, total_s, cost, error, stream_end, content)
             self.events.publish(event)
         except Exception as exc:  # the boundary the answer must cross unharmed
-            fields = {
-                "request_id": call.request_id,
-                "tenant": call.principal.tenant,
-                "error": f"{type(exc).__name__}: {exc}",
-            }
-            log.error("event_failed", exc_info=exc, extra={"fields": fields})
-            self._metrics.internal_errors.labels("event").inc()
+            self._event_failed(call, exc)
+
+    def _event_failed(self, call: Call, exc: Exception) -> None:
+        fields = {
+            "request_id": call.request_id,
+            "tenant": call.principal.tenant,
+            "error": f"{type(exc).__name__}: {exc}",
+        }
+        log.error("event_failed", exc_info=exc, extra={"fields": fields})
+        self._metrics.internal_errors.labels("event").inc()
 
 
 def _json_or_none(raw: bytes) -> dict[str, Any] | None:

@@ -53,7 +53,7 @@ def start_server(
     log_path: Path,
     ready_path: str,
     env: Mapping[str, str] | None = None,
-    timeout_s: float = 30.0,
+    timeout_s: float = 120.0,  # a gateway starts in ~5 s alone, 30+ s on a loaded machine
 ) -> Server:
     log_file = log_path.open("wb")
     process = subprocess.Popen(
