@@ -59,10 +59,12 @@ admin: {{api_key_env: X_ADMIN}}
 
 POLICIES = {
     "main": 'virtual_models: [auto, judged]\npii: {custom: {CUSTOMER_ID: "CUST-\\\\d{6}"}}',
-    "strict": "pii: {external: block}",
-    "hasher": "pii: {external: hash}",
-    "guarded": "guard: {action: block, max_input_tokens: 400, max_output_tokens: 5}",
-    "rerouted": "virtual_models: [auto]\nguard: {action: route, route_rule: safe}",
+    # every policy has the `judged` rule below, so each names `judged` as a virtual model
+    "strict": "virtual_models: [auto, judged]\npii: {external: block}",
+    "hasher": "virtual_models: [auto, judged]\npii: {external: hash}",
+    "guarded": "virtual_models: [auto, judged]\n"
+    "guard: {action: block, max_input_tokens: 400, max_output_tokens: 5}",
+    "rerouted": "virtual_models: [auto, judged]\nguard: {action: route, route_rule: safe}",
 }
 SAFE_RULE = (
     "  - name: judged\n    when: {model: [judged]}\n    route: {strategy: ensemble,"
